@@ -1,0 +1,22 @@
+"""``python -m services.chainer``: settings, build, run until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from libs.common.logs import Logger
+from libs.common.settings import Settings
+from services.chainer.pipeline import Chainer
+
+
+async def main() -> None:
+    chainer = Chainer(Settings.from_env(), Logger("chainer"))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, chainer.stop)
+    await chainer.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,260 @@
+"""The chainer's Kafka side: consume raw, produce chained, transactionally.
+
+Ownership of a chain follows ownership of a raw partition. For each owned
+partition ``p`` the chainer keeps one transactional producer whose
+``transactional_id`` names ``p``: a new owner's ``init_transactions`` fences
+any previous owner (a zombie can never extend a chain) and aborts what it
+left open. Chain heads and idempotency keys of ``p`` live in compacted
+topics, partition ``p``, written in the same transaction as the chained
+records and the consumed offsets, so after any crash memory is rebuilt from
+exactly what was committed: no gap, no duplicate, no fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from libs.common import deadletter, topics
+from libs.common.chain import Head
+from libs.common.logs import Logger
+from libs.common.settings import Settings
+from services.chainer.logic import (
+    IdemEntry,
+    InvalidRecord,
+    PartitionState,
+    Staged,
+    chain_record,
+    decode_head,
+    encode_head,
+)
+
+GROUP_ID = "chainlog-chainer"
+STATE_READ_TIMEOUT_S = 120.0
+
+
+@dataclass(slots=True)
+class Owned:
+    partition: int
+    producer: AIOKafkaProducer
+    state: PartitionState = field(default_factory=PartitionState)
+    next_offset: int = 0
+
+
+class Chainer:
+    """The single writer of the chains of the raw partitions it owns.
+
+    It MUST NOT apply a batch's new heads in memory before the transaction
+    that carries the batch's chained records, heads and consumed offsets
+    has committed; on any failure it MUST rebuild the partition's state
+    from Kafka and resume from the committed offset.
+    """
+
+    def __init__(self, settings: Settings, log: Logger) -> None:
+        self.settings = settings
+        self.log = log
+        self.owned: dict[int, Owned] = {}
+        self.lock = asyncio.Lock()
+        self.stopping = asyncio.Event()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=GROUP_ID,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=topics.MAX_MESSAGE_BYTES,
+            fetch_max_bytes=4 * topics.MAX_MESSAGE_BYTES,
+        )
+        self.events_chained = 0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.consumer.start()
+        self.consumer.subscribe([topics.RAW], listener=_Listener(self))
+        self.log.info("chainer.started", bootstrap=self.settings.kafka_bootstrap)
+        try:
+            while not self.stopping.is_set():
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=20_000)
+                if batches:
+                    async with self.lock:
+                        await asyncio.gather(
+                            *(self._process(tp, recs) for tp, recs in batches.items())
+                        )
+        finally:
+            async with self.lock:
+                for p in list(self.owned):
+                    await self._release(p)
+            await self.consumer.stop()
+            self.log.info("chainer.stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # -- ownership -----------------------------------------------------------
+
+    async def _acquire(self, partition: int) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            transactional_id=f"chainlog-chainer-p{partition}",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=topics.MAX_MESSAGE_BYTES + 1024 * 1024,
+        )
+        await producer.start()  # init_transactions: fences the previous owner
+        owned = Owned(partition, producer)
+        self.owned[partition] = owned
+        await self._load(owned)
+
+    async def _release(self, partition: int) -> None:
+        owned = self.owned.pop(partition, None)
+        if owned is not None:
+            await owned.producer.stop()
+
+    async def _load(self, owned: Owned) -> None:
+        """Rebuild heads and keys from Kafka, then seek to the committed offset."""
+        p = owned.partition
+        state = PartitionState()
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
+        await reader.start()
+        try:
+            tps = [TopicPartition(topics.HEADS, p), TopicPartition(topics.IDEMPOTENCY, p)]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            end = await reader.end_offsets(tps)
+            deadline = time.monotonic() + STATE_READ_TIMEOUT_S
+            while [tp for tp in tps if await reader.position(tp) < end[tp]]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading chain state of partition {p} timed out")
+                for tp, recs in (await reader.getmany(*tps, timeout_ms=500)).items():
+                    for r in recs:
+                        key = r.key.decode()
+                        if r.value is None:
+                            continue
+                        if tp.topic == topics.HEADS:
+                            state.heads[key] = decode_head(r.value)
+                        else:
+                            state.idem[key] = IdemEntry.decode(r.value)
+        finally:
+            await reader.stop()
+        state.prune(time.time())
+        owned.state = state
+        raw_tp = TopicPartition(topics.RAW, p)
+        committed = await self.consumer.committed(raw_tp)
+        if committed is None:
+            await self.consumer.seek_to_beginning(raw_tp)
+            owned.next_offset = 0
+        else:
+            self.consumer.seek(raw_tp, committed)
+            owned.next_offset = committed
+        self.log.info(
+            "chainer.partition_loaded",
+            partition=p,
+            workspaces=len(state.heads),
+            idempotency_keys=len(state.idem),
+            offset=owned.next_offset,
+        )
+
+    # -- processing ----------------------------------------------------------
+
+    async def _process(self, tp: TopicPartition, records: list) -> None:  # type: ignore[type-arg]
+        owned = self.owned.get(tp.partition)
+        if owned is None:
+            return
+        records = [r for r in records if r.offset >= owned.next_offset]
+        if not records:
+            return
+        staged = Staged(owned.state)
+        now = time.time()
+        out: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        chained = 0
+        for r in records:
+            try:
+                ws, segment = chain_record(staged, r.value, now)
+            except InvalidRecord as bad:
+                dlq = deadletter.headers(tp, r.offset, bad.reason, "chainer")
+                out.append((topics.DEAD_LETTER, r.key, r.value or b"", dlq))
+                self.log.warning(
+                    "chain.dead_lettered",
+                    partition=tp.partition,
+                    offset=r.offset,
+                    reason=bad.reason,
+                )
+                continue
+            if segment is not None:
+                out.append((topics.CHAINED, ws.encode(), segment, []))
+                chained += segment.count(b"\n") + 1
+        for ws, head in staged.heads.items():
+            out.append((topics.HEADS, ws.encode(), encode_head(head), []))
+        for k, entry in staged.idem.items():
+            out.append((topics.IDEMPOTENCY, k.encode(), entry.encode(), []))
+        next_offset = records[-1].offset + 1
+        producer = owned.producer
+        try:
+            await producer.begin_transaction()
+            for topic, key, value, headers in out:
+                await producer.send(topic, value, key=key, partition=tp.partition, headers=headers)
+            await producer.send_offsets_to_transaction({tp: next_offset}, GROUP_ID)
+            await producer.commit_transaction()
+        except ProducerFenced:
+            self.log.warning("chainer.fenced", partition=tp.partition)
+            await self._release(tp.partition)
+            return
+        except KafkaError as exc:
+            self.log.error("chainer.transaction_failed", partition=tp.partition, error=repr(exc))
+            await self._reset(owned)
+            return
+        staged.apply()
+        owned.next_offset = next_offset
+        self.events_chained += chained
+        if staged.heads:
+            last_ws, last_head = next(reversed(staged.heads.items()))
+            self.log_extended(tp.partition, chained, staged.duplicates, last_ws, last_head)
+
+    def log_extended(
+        self, partition: int, chained: int, duplicates: int, ws: str, head: Head
+    ) -> None:
+        self.log.info(
+            "chain.extended",
+            partition=partition,
+            events=chained,
+            duplicates=duplicates,
+            workspace_id=ws,
+            head_seq=head.seq,
+        )
+
+    async def _reset(self, owned: Owned) -> None:
+        """After a failed transaction: new producer (aborts), state from Kafka."""
+        p = owned.partition
+        await self._release(p)
+        if p in {tp.partition for tp in self.consumer.assignment()}:
+            await self._acquire(p)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, chainer: Chainer) -> None:
+        self.chainer = chainer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.chainer.lock:
+            for tp in revoked:
+                await self.chainer._release(tp.partition)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.chainer.lock:
+            for tp in sorted(assigned, key=lambda t: t.partition):
+                if tp.partition not in self.chainer.owned:
+                    await self.chainer._acquire(tp.partition)
+            self.chainer.log.info(
+                "chainer.assigned", partitions=sorted(self.chainer.owned), count=len(assigned)
+            )

@@ -1,0 +1,22 @@
+"""``python -m services.exporter``: settings, build, run until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from libs.common.logs import Logger
+from libs.common.settings import Settings
+from services.exporter.pipeline import Materialiser
+
+
+async def main() -> None:
+    materialiser = Materialiser(Settings.from_env(), Logger("exporter"))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, materialiser.stop)
+    await materialiser.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,126 @@
+"""The exporter's materialiser: chained records into the events table.
+
+At-least-once from Kafka, made exactly-once by the table: rows are keyed by
+``(workspace_id, seq)`` and inserted with ``ON CONFLICT DO NOTHING``, and
+offsets are committed only after the database transaction has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from libs.common import deadletter, topics
+from libs.common.db import connect_pool
+from libs.common.logs import Logger
+from libs.common.settings import Settings
+from services.exporter.rows import COLUMNS, BadSegment, Row, segment_rows
+
+GROUP_ID = "chainlog-exporter"
+
+_TYPES = (
+    "uuid",
+    "int8",
+    "uuid",
+    "bytea",
+    "bytea",
+    "bytea",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "jsonb",
+    "text",
+    "text",
+    "text",
+)
+INSERT = (
+    f"INSERT INTO events ({', '.join(COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
+    + ") ON CONFLICT DO NOTHING"
+)
+
+
+class Materialiser:
+    """Writes chained events into PostgreSQL.
+
+    It MUST commit a record's offset only after its rows are committed in
+    the database, and MUST move past a record it cannot use by sending it
+    to the dead-letter topic first.
+    """
+
+    def __init__(self, settings: Settings, log: Logger, source: str = topics.CHAINED) -> None:
+        self.settings = settings
+        self.log = log
+        self.source = source
+        self.stopping = asyncio.Event()
+        self.consumer = AIOKafkaConsumer(
+            source,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=GROUP_ID,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=topics.MAX_MESSAGE_BYTES,
+            fetch_max_bytes=4 * topics.MAX_MESSAGE_BYTES,
+        )
+        self.dlq = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=topics.MAX_MESSAGE_BYTES + 1024 * 1024,
+        )
+        self.pool: asyncpg.Pool | None = None
+        self.rows_written = 0
+
+    async def run(self) -> None:
+        self.pool = await connect_pool(self.settings.database_url, max_size=4)
+        await self.dlq.start()
+        await self.consumer.start()
+        self.log.info("exporter.started", source=self.source)
+        try:
+            while not self.stopping.is_set():
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
+                if batches:
+                    await self._write(batches)
+        finally:
+            await self.consumer.stop()
+            await self.dlq.stop()
+            await self.pool.close()
+            self.log.info("exporter.stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _write(self, batches: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
+        rows: list[Row] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in batches.items():
+            for r in records:
+                try:
+                    rows.extend(segment_rows(r.value))
+                except BadSegment as bad:
+                    await self._dead_letter(tp, r, bad.reason)
+            offsets[tp] = records[-1].offset + 1
+        if rows:
+            columns = [list(c) for c in zip(*rows, strict=True)]
+            assert self.pool is not None
+            async with self.pool.acquire() as conn:
+                await conn.execute(INSERT, *columns)
+            self.rows_written += len(rows)
+        await self.consumer.commit(offsets)
+        self.log.info("store.written", rows=len(rows), records=sum(map(len, batches.values())))
+
+    async def _dead_letter(self, tp: TopicPartition, record: Any, reason: str) -> None:
+        await deadletter.send(self.dlq, tp, record, reason, "exporter")
+        await self.dlq.flush()
+        self.log.warning(
+            "store.dead_lettered", partition=tp.partition, offset=record.offset, reason=reason
+        )

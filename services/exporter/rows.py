@@ -1,0 +1,83 @@
+"""From a chained segment to rows of the events table: pure, no SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from libs.common.chain import iter_segment
+from libs.common.timeutil import parse_rfc3339
+
+#: Columns written, in order (see migrations/001_spine.sql).
+COLUMNS = (
+    "workspace_id",
+    "seq",
+    "id",
+    "hash",
+    "prev_hash",
+    "body",
+    "received_at",
+    "occurred_at",
+    "action",
+    "actor_id",
+    "resource",
+    "resource_id",
+    "tenant_id",
+    "session_id",
+    "targets",
+    "search_text",
+    "ip_country",
+    "ip_city",
+)
+SEARCHED = ("actor_id", "actor_name", "action", "resource", "resource_id", "resource_name")
+
+Row = tuple[Any, ...]
+
+
+class BadSegment(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _ts(text: str) -> datetime:
+    return parse_rfc3339(text)
+
+
+def segment_rows(value: bytes | None, enrichment: dict[str, Any] | None = None) -> Iterator[Row]:
+    """Rows of one chained record; raises BadSegment if any line is unusable."""
+    if not value:
+        raise BadSegment("empty record")
+    for digest, body in iter_segment(value):
+        try:
+            ev = orjson.loads(body)
+            received = _ts(ev["received_at"])
+            occurred = _ts(ev["occurred_at"]) if "occurred_at" in ev else received
+            targets = ev.get("targets")
+            search = "\n".join(ev[k] for k in SEARCHED if k in ev).lower()
+            row: Row = (
+                ev["workspace_id"],
+                ev["seq"],
+                ev["id"],
+                bytes.fromhex(digest),
+                bytes.fromhex(ev["prev_hash"]),
+                body,
+                received,
+                occurred,
+                ev["action"],
+                ev["actor_id"],
+                ev.get("resource"),
+                ev.get("resource_id"),
+                ev.get("tenant_id"),
+                ev.get("session_id"),
+                orjson.dumps(targets).decode() if targets else None,
+                search,
+                None,
+                None,
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise BadSegment(f"unusable chained line: {exc!r}") from None
+        yield row

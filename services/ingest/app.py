@@ -1,0 +1,181 @@
+"""The public HTTP edge: authenticate, validate, publish; read and verify.
+
+Bodies are read and parsed by hand (size cap, orjson) rather than through
+request models: this is the hot path, and every error must name its field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from libs.common import errors, topics
+from libs.common.db import connect_pool
+from libs.common.logs import Logger
+from libs.common.settings import Settings
+from services.ingest import query
+from services.ingest.accept import Acceptor, Outcome
+from services.ingest.auth import KeyCache, Principal
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise errors.ApiError(413, "payload_too_large", f"the body must be at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.ApiError(
+                413, "payload_too_large", f"the body must be at most {limit} bytes"
+            )
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise errors.ApiError(400, "invalid_json", "the body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.ApiError(
+            400, "invalid_json", f"the body is not valid UTF-8 JSON: {exc}"
+        ) from None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    log = Logger("ingest")
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await connect_pool(settings.database_url, max_size=20)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_request_size=topics.MAX_MESSAGE_BYTES,
+            request_timeout_ms=15_000,
+        )
+        await producer.start()
+        state.update(pool=pool, producer=producer, keys=KeyCache(pool, settings.key_cache_seconds))
+        state["acceptor"] = Acceptor(producer, pool)
+        log.info("ingest.started", bootstrap=settings.kafka_bootstrap)
+        try:
+            yield
+        finally:
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(title="Chainlog", version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(errors.ApiError)
+    async def api_error(_: Request, exc: errors.ApiError) -> Response:
+        return json_response(exc.body(), exc.status, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_: Request, exc: RequestValidationError) -> Response:
+        violations = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return json_response(errors.validation_failed(violations).body(), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return json_response({"error": code, "message": str(exc.detail)}, exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.error("http.unexpected_error", error=repr(exc))
+        return json_response(
+            {"error": "internal", "message": "unexpected error; it was logged"}, 500
+        )
+
+    async def principal(request: Request, scope: str) -> Principal:
+        who: Principal = await state["keys"].authenticate(request.headers.get("authorization"))
+        who.require(scope)
+        return who
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.post("/api/v1/events")
+    async def post_event(request: Request) -> Response:
+        who = await principal(request, "ingest")
+        body = await read_json(request, settings.max_body_bytes)
+        outcome: Outcome = await state["acceptor"].accept(who.workspace_id, [body], "")
+        result = outcome.results[0]
+        if result["status"] == "rejected":
+            raise errors.validation_failed(result["violations"])
+        return json_response({"id": result["id"], "status": result["status"]}, 202)
+
+    @app.post("/api/v1/events/batch")
+    async def post_batch(request: Request) -> Response:
+        who = await principal(request, "ingest")
+        body = await read_json(request, settings.max_body_bytes)
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or not events:
+            raise errors.validation_failed(
+                [{"field": "events", "message": "events must be a non-empty array of events"}]
+            )
+        if len(events) > settings.max_batch_events:
+            raise errors.validation_failed(
+                [
+                    {
+                        "field": "events",
+                        "message": f"events must hold at most {settings.max_batch_events} items",
+                    }
+                ]
+            )
+        outcome = await state["acceptor"].accept(who.workspace_id, events, "events[{i}].")
+        if outcome.accepted == 0 and outcome.rejected:
+            violations = [v for r in outcome.results for v in r.get("violations", [])]
+            raise errors.validation_failed(violations, "no event in the batch is valid")
+        return json_response(
+            {
+                "accepted": outcome.accepted,
+                "rejected": outcome.rejected,
+                "results": outcome.results,
+            },
+            202,
+        )
+
+    @app.get("/api/v1/events")
+    async def get_events(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await query.list_events(state["pool"], who.workspace_id, request.query_params)
+        )
+
+    @app.get("/api/v1/events/{event_id}")
+    async def get_event(request: Request, event_id: str) -> Response:
+        who = await principal(request, "read")
+        return json_response(await query.get_event(state["pool"], who.workspace_id, event_id))
+
+    @app.get("/api/v1/verify")
+    async def verify(request: Request) -> Response:
+        who = await principal(request, "read")
+        result = await query.verify(
+            state["pool"], who.workspace_id, request.query_params, settings.verify_max_breaks
+        )
+        return json_response(result)
+
+    return app

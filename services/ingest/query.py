@@ -1,0 +1,215 @@
+"""Reading events back: filters, cursor paging, one event, verification.
+
+Every event served is the stored canonical body (what was hashed) plus
+``hash`` and the derived, unhashed ``ip_country`` and ``ip_city``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import orjson
+
+from libs.common import errors
+from libs.common.chain import ZERO_HASH, StoredEvent, Verifier
+from libs.common.timeutil import parse_rfc3339
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 25
+VERIFY_CHUNK = 20_000
+
+FILTERS = (
+    "action",
+    "actor_id",
+    "resource",
+    "resource_id",
+    "tenant_id",
+    "session_id",
+    "target_type",
+    "target_id",
+    "search",
+    "from",
+    "to",
+    "cursor",
+    "limit",
+)
+
+
+def _like_pattern(pattern: str) -> str:
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"s": seq})).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> int:
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        seq = doc["s"]
+        if not isinstance(seq, int) or seq < 1:
+            raise ValueError
+        return seq
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise errors.validation_failed(
+            [{"field": "cursor", "message": "cursor is not one this API returned"}]
+        ) from None
+
+
+def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list[Any], int]:
+    """SQL for a page of events, newest first; returns (sql, args, limit)."""
+    unknown = [k for k in params if k not in FILTERS]
+    violations = [{"field": k, "message": f"{k} is not a known filter"} for k in unknown]
+    where = ["workspace_id = $1"]
+    args: list[Any] = [workspace_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    for name in ("actor_id", "resource", "resource_id", "tenant_id", "session_id"):
+        if params.get(name):
+            where.append(f"{name} = {arg(params[name])}")
+    action = params.get("action")
+    if action:
+        if "*" in action:
+            where.append(f"action LIKE {arg(_like_pattern(action))}")
+        else:
+            where.append(f"action = {arg(action)}")
+    target: dict[str, str] = {}
+    if params.get("target_type"):
+        target["type"] = params["target_type"]
+    if params.get("target_id"):
+        target["id"] = params["target_id"]
+    if target:
+        where.append(f"targets @> {arg(orjson.dumps([target]).decode())}::jsonb")
+    if params.get("search"):
+        where.append(f"search_text LIKE {arg('%' + _like_pattern(params['search'].lower()) + '%')}")
+    for name, op in (("from", ">="), ("to", "<")):
+        if params.get(name):
+            try:
+                where.append(f"occurred_at {op} {arg(parse_rfc3339(params[name]))}")
+            except ValueError as exc:
+                violations.append({"field": name, "message": f"{name} {exc}"})
+    if params.get("cursor"):
+        where.append(f"seq < {arg(decode_cursor(params['cursor']))}")
+    limit = DEFAULT_LIMIT
+    if params.get("limit"):
+        try:
+            limit = int(params["limit"])
+            if not 1 <= limit <= MAX_LIMIT:
+                raise ValueError
+        except ValueError:
+            violations.append(
+                {"field": "limit", "message": f"limit must be an integer from 1 to {MAX_LIMIT}"}
+            )
+    if violations:
+        raise errors.validation_failed(violations)
+    sql = (
+        "SELECT seq, body, hash, ip_country, ip_city FROM events WHERE "
+        + " AND ".join(where)
+        + f" ORDER BY seq DESC LIMIT {limit + 1}"
+    )
+    return sql, args, limit
+
+
+def render(row: asyncpg.Record) -> dict[str, Any]:
+    event: dict[str, Any] = orjson.loads(row["body"])
+    event["hash"] = row["hash"].hex()
+    event["ip_country"] = row["ip_country"]
+    event["ip_city"] = row["ip_city"]
+    return event
+
+
+async def list_events(
+    pool: asyncpg.Pool, workspace_id: str, params: Mapping[str, str]
+) -> dict[str, Any]:
+    sql, args, limit = build_query(workspace_id, params)
+    rows = await pool.fetch(sql, *args)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "data": [render(r) for r in rows],
+        "pagination": {
+            "has_more": has_more,
+            "next_cursor": encode_cursor(rows[-1]["seq"]) if has_more else None,
+        },
+    }
+
+
+async def get_event(pool: asyncpg.Pool, workspace_id: str, event_id: str) -> dict[str, Any]:
+    try:
+        row = await pool.fetchrow(
+            "SELECT seq, body, hash, ip_country, ip_city FROM events"
+            " WHERE id = $1::uuid AND workspace_id = $2",
+            event_id,
+            workspace_id,
+        )
+    except asyncpg.DataError:
+        row = None
+    if row is None:
+        raise errors.not_found(f"no event {event_id} in this workspace")
+    return render(row)
+
+
+def _seq_param(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+        if value < 1:
+            raise ValueError
+        return value
+    except ValueError:
+        raise errors.validation_failed(
+            [{"field": name, "message": f"{name} must be a positive integer"}]
+        ) from None
+
+
+async def verify(
+    pool: asyncpg.Pool, workspace_id: str, params: Mapping[str, str], max_breaks: int
+) -> dict[str, Any]:
+    """Stream the workspace's chain in seq order and check every link.
+
+    Rows arrive through a server-side cursor in chunks; each chunk is hashed
+    in a worker thread, so neither memory nor the event loop is held by a
+    long chain.
+    """
+    from_seq = _seq_param(params, "from_seq") or 1
+    to_seq = _seq_param(params, "to_seq")
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        prev: str | None = ZERO_HASH
+        if from_seq > 1:
+            h = await conn.fetchval(
+                "SELECT hash FROM events WHERE workspace_id = $1 AND seq = $2",
+                workspace_id,
+                from_seq - 1,
+            )
+            prev = h.hex() if h is not None else None
+        verifier = Verifier(
+            workspace_id,
+            expected_first_seq=from_seq,
+            expected_prev_hash=prev,
+            max_breaks=max_breaks,
+        )
+        cursor = await conn.cursor(
+            "SELECT seq, id, prev_hash, hash, body FROM events"
+            " WHERE workspace_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
+            workspace_id,
+            from_seq,
+            to_seq if to_seq is not None else 2**62,
+        )
+        while True:
+            rows = await cursor.fetch(VERIFY_CHUNK)
+            if not rows:
+                break
+            chunk = [StoredEvent(r[0], str(r[1]), r[2].hex(), r[3].hex(), r[4]) for r in rows]
+            await asyncio.to_thread(verifier.feed, chunk)
+    return verifier.result.as_dict()
