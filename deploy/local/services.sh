@@ -18,8 +18,9 @@ start_one() {
         return 0
     fi
     mkdir -p "$RUN" "$LOGS"
-    (cd "$REPO" && nohup "$PY" -m "services.${name}" >>"${LOGS}/${name}.log" 2>&1 &
-        echo $! >"$pidfile")
+    cd "$REPO"
+    nohup "$PY" -m "services.${name}" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
     log "${name} started (pid $(read_pid "$pidfile"), log ${LOGS}/${name}.log)"
 }
 

@@ -49,7 +49,6 @@ def workspace_create(name: str) -> None:
     typer.echo(json.dumps({"workspace_id": workspace_id, "api_key": key.key}))
 
 
-
 @app.command("status")
 def status() -> None:
     """What runs of the local stack: broker, database, services."""

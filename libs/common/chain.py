@@ -193,7 +193,8 @@ class Verifier:
                 try:
                     doc = loads(row.body)
                     consistent = (
-                        doc.get("seq") == row.seq
+                        isinstance(doc, dict)  # a JSON array/scalar body must not crash
+                        and doc.get("seq") == row.seq
                         and doc.get("prev_hash") == row.prev_hash
                         and doc.get("id") == row.event_id
                         and doc.get("workspace_id") == ws

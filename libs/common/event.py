@@ -22,7 +22,8 @@ MAX_METADATA_BYTES = 64 * 1024
 MAX_TARGETS = 50
 MAX_DEPTH = 8
 
-ACTION_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
+ACTION_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\Z")
 
 #: Fields the system assigns; a producer may not send them.
 SYSTEM_FIELDS = frozenset(

@@ -14,14 +14,18 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+# ASCII digits only (``\d`` would match any Unicode digit) and ``\Z``, not
+# ``$`` (which also matches before a trailing newline).
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z",
+    re.ASCII,
 )
 
 
 def format_ts(dt: datetime) -> str:
     """The one spelling of an instant: UTC, microseconds, ``Z``."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Not strftime("%Y"): glibc does not zero-pad years before 1000 ("5-01-01").
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def format_epoch_us(epoch_us: int) -> str:

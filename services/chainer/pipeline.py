@@ -69,11 +69,20 @@ class Chainer:
             max_partition_fetch_bytes=topics.MAX_MESSAGE_BYTES,
             fetch_max_bytes=4 * topics.MAX_MESSAGE_BYTES,
         )
+        # Reads the compacted state topics; read_committed, so it sees
+        # exactly what committed transactions wrote.
+        self.state_reader = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
         self.events_chained = 0
 
     # -- lifecycle -----------------------------------------------------------
 
     async def run(self) -> None:
+        await self.state_reader.start()
         await self.consumer.start()
         self.consumer.subscribe([topics.RAW], listener=_Listener(self))
         self.log.info("chainer.started", bootstrap=self.settings.kafka_bootstrap)
@@ -90,6 +99,7 @@ class Chainer:
                 for p in list(self.owned):
                     await self._release(p)
             await self.consumer.stop()
+            await self.state_reader.stop()
             self.log.info("chainer.stopped")
 
     def stop(self) -> None:
@@ -97,8 +107,37 @@ class Chainer:
 
     # -- ownership -----------------------------------------------------------
 
-    async def _acquire(self, partition: int) -> None:
-        producer = AIOKafkaProducer(
+    async def _acquire(self, partitions: list[int]) -> None:
+        """Take ownership: fence previous owners, rebuild state, seek.
+
+        Done for all newly assigned partitions at once: a rebalance
+        callback that takes long gets this member thrown out of the group.
+        """
+        producers = [self._producer(p) for p in partitions]
+        # init_transactions fences the previous owner and aborts what it left open
+        await asyncio.gather(*(producer.start() for producer in producers))
+        states = await self._read_states(partitions)
+        for p, producer in zip(partitions, producers, strict=True):
+            owned = Owned(p, producer, states[p])
+            self.owned[p] = owned
+            raw_tp = TopicPartition(topics.RAW, p)
+            committed = await self.consumer.committed(raw_tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(raw_tp)
+                owned.next_offset = 0
+            else:
+                self.consumer.seek(raw_tp, committed)
+                owned.next_offset = committed
+            self.log.info(
+                "chainer.partition_loaded",
+                partition=p,
+                workspaces=len(owned.state.heads),
+                idempotency_keys=len(owned.state.idem),
+                offset=owned.next_offset,
+            )
+
+    def _producer(self, partition: int) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             transactional_id=f"chainlog-chainer-p{partition}",
             acks="all",
@@ -106,64 +145,40 @@ class Chainer:
             linger_ms=5,
             max_request_size=topics.MAX_MESSAGE_BYTES + 1024 * 1024,
         )
-        await producer.start()  # init_transactions: fences the previous owner
-        owned = Owned(partition, producer)
-        self.owned[partition] = owned
-        await self._load(owned)
 
     async def _release(self, partition: int) -> None:
         owned = self.owned.pop(partition, None)
         if owned is not None:
             await owned.producer.stop()
 
-    async def _load(self, owned: Owned) -> None:
-        """Rebuild heads and keys from Kafka, then seek to the committed offset."""
-        p = owned.partition
-        state = PartitionState()
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-        )
-        await reader.start()
-        try:
-            tps = [TopicPartition(topics.HEADS, p), TopicPartition(topics.IDEMPOTENCY, p)]
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            end = await reader.end_offsets(tps)
-            deadline = time.monotonic() + STATE_READ_TIMEOUT_S
-            while [tp for tp in tps if await reader.position(tp) < end[tp]]:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading chain state of partition {p} timed out")
-                for tp, recs in (await reader.getmany(*tps, timeout_ms=500)).items():
-                    for r in recs:
-                        key = r.key.decode()
-                        if r.value is None:
-                            continue
-                        if tp.topic == topics.HEADS:
-                            state.heads[key] = decode_head(r.value)
-                        else:
-                            state.idem[key] = IdemEntry.decode(r.value)
-        finally:
-            await reader.stop()
-        state.prune(time.time())
-        owned.state = state
-        raw_tp = TopicPartition(topics.RAW, p)
-        committed = await self.consumer.committed(raw_tp)
-        if committed is None:
-            await self.consumer.seek_to_beginning(raw_tp)
-            owned.next_offset = 0
-        else:
-            self.consumer.seek(raw_tp, committed)
-            owned.next_offset = committed
-        self.log.info(
-            "chainer.partition_loaded",
-            partition=p,
-            workspaces=len(state.heads),
-            idempotency_keys=len(state.idem),
-            offset=owned.next_offset,
-        )
+    async def _read_states(self, partitions: list[int]) -> dict[int, PartitionState]:
+        """Heads and idempotency keys of ``partitions``, as committed in Kafka."""
+        states = {p: PartitionState() for p in partitions}
+        tps = [TopicPartition(t, p) for p in partitions for t in (topics.HEADS, topics.IDEMPOTENCY)]
+        reader = self.state_reader
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        end = await reader.end_offsets(tps)
+        deadline = time.monotonic() + STATE_READ_TIMEOUT_S
+        pending = [tp for tp in tps if end[tp] > 0]
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading chain state of partitions {partitions} timed out")
+            for tp, recs in (await reader.getmany(*pending, timeout_ms=200)).items():
+                state = states[tp.partition]
+                for r in recs:
+                    if r.value is None or r.key is None:
+                        continue
+                    if tp.topic == topics.HEADS:
+                        state.heads[r.key.decode()] = decode_head(r.value)
+                    else:
+                        state.idem[r.key.decode()] = IdemEntry.decode(r.value)
+            pending = [tp for tp in pending if await reader.position(tp) < end[tp]]
+        reader.assign([])
+        now = time.time()
+        for state in states.values():
+            state.prune(now)
+        return states
 
     # -- processing ----------------------------------------------------------
 
@@ -238,7 +253,7 @@ class Chainer:
         p = owned.partition
         await self._release(p)
         if p in {tp.partition for tp in self.consumer.assignment()}:
-            await self._acquire(p)
+            await self._acquire([p])
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -252,9 +267,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.chainer.lock:
-            for tp in sorted(assigned, key=lambda t: t.partition):
-                if tp.partition not in self.chainer.owned:
-                    await self.chainer._acquire(tp.partition)
+            new = sorted(tp.partition for tp in assigned if tp.partition not in self.chainer.owned)
+            if new:
+                await self.chainer._acquire(new)
             self.chainer.log.info(
                 "chainer.assigned", partitions=sorted(self.chainer.owned), count=len(assigned)
             )
