@@ -30,7 +30,9 @@ def migrate_cmd() -> None:
 def topics_cmd() -> None:
     """Create the Kafka topics that are missing."""
     settings = Settings.from_env()
-    created = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.partitions))
+    created = asyncio.run(
+        ensure_topics(settings.kafka_bootstrap, settings.partitions, settings.topics)
+    )
     typer.echo(json.dumps({"created": created, "partitions": settings.partitions}))
 
 

@@ -11,8 +11,6 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from libs.common import topics
-
 
 def headers(tp: TopicPartition, offset: int, reason: str, stage: str) -> list[tuple[str, bytes]]:
     return [
@@ -22,10 +20,12 @@ def headers(tp: TopicPartition, offset: int, reason: str, stage: str) -> list[tu
     ]
 
 
-async def send(producer: Any, tp: TopicPartition, record: Any, reason: str, stage: str) -> None:
+async def send(
+    producer: Any, topic: str, tp: TopicPartition, record: Any, reason: str, stage: str
+) -> None:
     """Send ``record`` to the dead-letter topic (inside any open transaction)."""
     await producer.send(
-        topics.DEAD_LETTER,
+        topic,
         record.value or b"",
         key=record.key,
         partition=tp.partition,

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from libs.common.topics import Names
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,6 +45,11 @@ class Settings:
     max_batch_events: int
     key_cache_seconds: int
     verify_max_breaks: int
+    namespace: str
+
+    @property
+    def topics(self) -> Names:
+        return Names(self.namespace)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,4 +74,5 @@ class Settings:
             max_batch_events=_int(env, "CHAINLOG_MAX_BATCH_EVENTS", 1000, 1),
             key_cache_seconds=_int(env, "CHAINLOG_KEY_CACHE_SECONDS", 5, 0),
             verify_max_breaks=_int(env, "CHAINLOG_VERIFY_MAX_BREAKS", 100, 1),
+            namespace=env.get("CHAINLOG_NAMESPACE", ""),
         )

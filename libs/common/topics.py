@@ -13,14 +13,45 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-RAW = "audit.events.raw"
-CHAINED = "audit.events.chained"
-ENRICHED = "audit.events.enriched"
-HEADS = "audit.chain.heads"
-IDEMPOTENCY = "audit.chain.idempotency"
-DEAD_LETTER = "audit.events.dlq"
-
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Topic and consumer-group names under a namespace (``CHAINLOG_NAMESPACE``).
+
+    The default namespace is empty. A non-empty one (``test``) gives a whole
+    second installation on the same broker, e.g. for the test suite next
+    to a running ``make up``.
+    """
+
+    namespace: str = ""
+
+    def _n(self, name: str) -> str:
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+    @property
+    def raw(self) -> str:
+        return self._n("audit.events.raw")
+
+    @property
+    def chained(self) -> str:
+        return self._n("audit.events.chained")
+
+    @property
+    def heads(self) -> str:
+        return self._n("audit.chain.heads")
+
+    @property
+    def idempotency(self) -> str:
+        return self._n("audit.chain.idempotency")
+
+    @property
+    def dead_letter(self) -> str:
+        return self._n("audit.events.dlq")
+
+    def group(self, service: str) -> str:
+        return self._n(f"chainlog-{service}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +62,23 @@ class TopicSpec:
 
 _BIG = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
 
-TOPICS = (
-    TopicSpec(RAW, {**_BIG, "retention.ms": str(7 * 86_400_000)}),
-    TopicSpec(CHAINED, {**_BIG, "retention.ms": str(30 * 86_400_000)}),
-    # Heads MUST never expire: a lost head would restart a chain at seq 1.
-    TopicSpec(HEADS, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
-    # Idempotency keys are kept for their 24-hour window and then some.
-    TopicSpec(
-        IDEMPOTENCY, {"cleanup.policy": "compact,delete", "retention.ms": str(26 * 3_600_000)}
-    ),
-    TopicSpec(DEAD_LETTER, {**_BIG, "retention.ms": str(30 * 86_400_000)}),
-)
+
+def specs(names: Names) -> tuple[TopicSpec, ...]:
+    return (
+        TopicSpec(names.raw, {**_BIG, "retention.ms": str(7 * 86_400_000)}),
+        TopicSpec(names.chained, {**_BIG, "retention.ms": str(30 * 86_400_000)}),
+        # Heads MUST never expire: a lost head would restart a chain at seq 1.
+        TopicSpec(names.heads, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+        # Idempotency keys are kept for their 24-hour window and then some.
+        TopicSpec(
+            names.idempotency,
+            {"cleanup.policy": "compact,delete", "retention.ms": str(26 * 3_600_000)},
+        ),
+        TopicSpec(names.dead_letter, {**_BIG, "retention.ms": str(30 * 86_400_000)}),
+    )
 
 
-async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+async def ensure_topics(bootstrap: str, partitions: int, names: Names) -> list[str]:
     """Create missing topics; returns the names created. Safe to repeat."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
     await admin.start()
@@ -54,7 +88,7 @@ async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
             NewTopic(
                 t.name, num_partitions=partitions, replication_factor=1, topic_configs=t.config
             )
-            for t in TOPICS
+            for t in specs(names)
             if t.name not in existing
         ]
         if new:

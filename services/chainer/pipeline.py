@@ -33,7 +33,6 @@ from services.chainer.logic import (
     encode_head,
 )
 
-GROUP_ID = "chainlog-chainer"
 STATE_READ_TIMEOUT_S = 120.0
 
 
@@ -57,12 +56,14 @@ class Chainer:
     def __init__(self, settings: Settings, log: Logger) -> None:
         self.settings = settings
         self.log = log
+        self.names = settings.topics
+        self.group_id = self.names.group("chainer")
         self.owned: dict[int, Owned] = {}
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
-            group_id=GROUP_ID,
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -84,7 +85,7 @@ class Chainer:
     async def run(self) -> None:
         await self.state_reader.start()
         await self.consumer.start()
-        self.consumer.subscribe([topics.RAW], listener=_Listener(self))
+        self.consumer.subscribe([self.names.raw], listener=_Listener(self))
         self.log.info("chainer.started", bootstrap=self.settings.kafka_bootstrap)
         try:
             while not self.stopping.is_set():
@@ -120,7 +121,7 @@ class Chainer:
         for p, producer in zip(partitions, producers, strict=True):
             owned = Owned(p, producer, states[p])
             self.owned[p] = owned
-            raw_tp = TopicPartition(topics.RAW, p)
+            raw_tp = TopicPartition(self.names.raw, p)
             committed = await self.consumer.committed(raw_tp)
             if committed is None:
                 await self.consumer.seek_to_beginning(raw_tp)
@@ -154,7 +155,11 @@ class Chainer:
     async def _read_states(self, partitions: list[int]) -> dict[int, PartitionState]:
         """Heads and idempotency keys of ``partitions``, as committed in Kafka."""
         states = {p: PartitionState() for p in partitions}
-        tps = [TopicPartition(t, p) for p in partitions for t in (topics.HEADS, topics.IDEMPOTENCY)]
+        tps = [
+            TopicPartition(t, p)
+            for p in partitions
+            for t in (self.names.heads, self.names.idempotency)
+        ]
         reader = self.state_reader
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
@@ -169,7 +174,7 @@ class Chainer:
                 for r in recs:
                     if r.value is None or r.key is None:
                         continue
-                    if tp.topic == topics.HEADS:
+                    if tp.topic == self.names.heads:
                         state.heads[r.key.decode()] = decode_head(r.value)
                     else:
                         state.idem[r.key.decode()] = IdemEntry.decode(r.value)
@@ -198,7 +203,7 @@ class Chainer:
                 ws, segment = chain_record(staged, r.value, now)
             except InvalidRecord as bad:
                 dlq = deadletter.headers(tp, r.offset, bad.reason, "chainer")
-                out.append((topics.DEAD_LETTER, r.key, r.value or b"", dlq))
+                out.append((self.names.dead_letter, r.key, r.value or b"", dlq))
                 self.log.warning(
                     "chain.dead_lettered",
                     partition=tp.partition,
@@ -207,19 +212,19 @@ class Chainer:
                 )
                 continue
             if segment is not None:
-                out.append((topics.CHAINED, ws.encode(), segment, []))
+                out.append((self.names.chained, ws.encode(), segment, []))
                 chained += segment.count(b"\n") + 1
         for ws, head in staged.heads.items():
-            out.append((topics.HEADS, ws.encode(), encode_head(head), []))
+            out.append((self.names.heads, ws.encode(), encode_head(head), []))
         for k, entry in staged.idem.items():
-            out.append((topics.IDEMPOTENCY, k.encode(), entry.encode(), []))
+            out.append((self.names.idempotency, k.encode(), entry.encode(), []))
         next_offset = records[-1].offset + 1
         producer = owned.producer
         try:
             await producer.begin_transaction()
             for topic, key, value, headers in out:
                 await producer.send(topic, value, key=key, partition=tp.partition, headers=headers)
-            await producer.send_offsets_to_transaction({tp: next_offset}, GROUP_ID)
+            await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
             await producer.commit_transaction()
         except ProducerFenced:
             self.log.warning("chainer.fenced", partition=tp.partition)

@@ -19,8 +19,6 @@ from libs.common.logs import Logger
 from libs.common.settings import Settings
 from services.exporter.rows import COLUMNS, BadSegment, Row, segment_rows
 
-GROUP_ID = "chainlog-exporter"
-
 _TYPES = (
     "uuid",
     "int8",
@@ -56,15 +54,16 @@ class Materialiser:
     to the dead-letter topic first.
     """
 
-    def __init__(self, settings: Settings, log: Logger, source: str = topics.CHAINED) -> None:
+    def __init__(self, settings: Settings, log: Logger, source: str | None = None) -> None:
         self.settings = settings
+        self.names = settings.topics
         self.log = log
-        self.source = source
+        self.source = source or self.names.chained
         self.stopping = asyncio.Event()
         self.consumer = AIOKafkaConsumer(
-            source,
+            self.source,
             bootstrap_servers=settings.kafka_bootstrap,
-            group_id=GROUP_ID,
+            group_id=self.names.group("exporter"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -119,7 +118,7 @@ class Materialiser:
         self.log.info("store.written", rows=len(rows), records=sum(map(len, batches.values())))
 
     async def _dead_letter(self, tp: TopicPartition, record: Any, reason: str) -> None:
-        await deadletter.send(self.dlq, tp, record, reason, "exporter")
+        await deadletter.send(self.dlq, self.names.dead_letter, tp, record, reason, "exporter")
         await self.dlq.flush()
         self.log.warning(
             "store.dead_lettered", partition=tp.partition, offset=record.offset, reason=reason

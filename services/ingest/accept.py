@@ -17,7 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from libs.common import errors, topics
+from libs.common import errors
 from libs.common.event import validate_event
 from libs.common.timeutil import format_epoch_us, uuid7_batch
 
@@ -46,7 +46,8 @@ _ACK = "UPDATE idempotency_keys SET acked = true WHERE workspace_id = $1 AND key
 
 
 class Acceptor:
-    def __init__(self, producer: AIOKafkaProducer, pool: asyncpg.Pool) -> None:
+    def __init__(self, producer: AIOKafkaProducer, pool: asyncpg.Pool, raw_topic: str) -> None:
+        self.raw_topic = raw_topic
         self.producer = producer
         self.pool = pool
 
@@ -84,7 +85,7 @@ class Acceptor:
         if to_send:
             record = orjson.dumps({"workspace_id": workspace_id, "events": to_send})
             try:
-                await self.producer.send_and_wait(topics.RAW, record, key=workspace_id.encode())
+                await self.producer.send_and_wait(self.raw_topic, record, key=workspace_id.encode())
             except KafkaError as exc:
                 raise errors.Pushback(
                     f"the event log is unavailable ({type(exc).__name__}); retry"

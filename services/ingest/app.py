@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await producer.start()
         state.update(pool=pool, producer=producer, keys=KeyCache(pool, settings.key_cache_seconds))
-        state["acceptor"] = Acceptor(producer, pool)
+        state["acceptor"] = Acceptor(producer, pool, settings.topics.raw)
         log.info("ingest.started", bootstrap=settings.kafka_bootstrap)
         try:
             yield
