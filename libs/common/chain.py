@@ -155,13 +155,16 @@ class Verification:
 class Verifier:
     """Checks a run of stored events, in ascending ``seq``, chunk by chunk.
 
-    For each event it MUST check, in this order: that SHA-256 of the body
-    equals the stored hash (``hash_mismatch``); that the body names this
-    workspace, this ``seq``, this id and this ``prev_hash`` (a body that
-    disagrees with its own row is a ``hash_mismatch`` too: what is served
-    would not be what was hashed); that ``seq`` follows the previous one
-    (``gap``, named by the first missing ``seq``); and that ``prev_hash`` equals the previous event's hash
-    (``chain_break``). One break is reported per event, the first found.
+    For each event it MUST check, in this order, and report the first
+    failure only:
+
+    1. SHA-256 of the body equals the stored hash, else ``hash_mismatch``;
+    2. the body names this workspace, this ``seq`` and this id, else
+       ``hash_mismatch`` (what is served would not be what was hashed);
+    3. ``seq`` follows the previous one, else ``gap``, named by the first
+       missing ``seq`` (a link over a gap cannot be checked);
+    4. the ``prev_hash`` in the body and in the row both equal the previous
+       event's hash, else ``chain_break``.
     """
 
     def __init__(
@@ -176,39 +179,38 @@ class Verifier:
         self._next_seq = expected_first_seq
         self._prev_hash = expected_prev_hash
 
+    def _check(self, row: StoredEvent, actual: str) -> Break | None:
+        if actual != row.hash:
+            return Break(row.seq, row.event_id, "hash_mismatch", actual, row.hash)
+        try:
+            doc = orjson.loads(row.body)
+        except orjson.JSONDecodeError:
+            doc = None
+        if not (
+            isinstance(doc, dict)  # a JSON array/scalar body must not crash
+            and doc.get("seq") == row.seq
+            and doc.get("id") == row.event_id
+            and doc.get("workspace_id") == self.result.workspace_id
+        ):
+            return Break(row.seq, row.event_id, "hash_mismatch", actual, row.hash)
+        if row.seq != self._next_seq:
+            return Break(self._next_seq, None, "gap", self._prev_hash, None)
+        expected = self._prev_hash
+        if expected is not None:
+            body_prev = doc.get("prev_hash")
+            if row.prev_hash != expected or body_prev != expected:
+                wrong = row.prev_hash if row.prev_hash != expected else body_prev
+                return Break(row.seq, row.event_id, "chain_break", expected, wrong)
+        return None
+
     def feed(self, rows: Iterable[StoredEvent]) -> None:
         res = self.result
-        ws = res.workspace_id
         sha256 = hashlib.sha256
-        loads = orjson.loads
         for row in rows:
             if res.first_seq is None:
                 res.first_seq = row.seq
             res.events_checked += 1
-            actual = sha256(row.body).hexdigest()
-            brk: Break | None = None
-            if actual != row.hash:
-                brk = Break(row.seq, row.event_id, "hash_mismatch", actual, row.hash)
-            else:
-                try:
-                    doc = loads(row.body)
-                    consistent = (
-                        isinstance(doc, dict)  # a JSON array/scalar body must not crash
-                        and doc.get("seq") == row.seq
-                        and doc.get("prev_hash") == row.prev_hash
-                        and doc.get("id") == row.event_id
-                        and doc.get("workspace_id") == ws
-                    )
-                except orjson.JSONDecodeError:
-                    consistent = False
-                if not consistent:
-                    brk = Break(row.seq, row.event_id, "hash_mismatch", actual, row.hash)
-            if brk is None and row.seq != self._next_seq:
-                # Named by the first missing seq: the event that is not there.
-                # The link over a gap cannot be checked, so none is reported.
-                brk = Break(self._next_seq, None, "gap", self._prev_hash, None)
-            elif brk is None and self._prev_hash is not None and row.prev_hash != self._prev_hash:
-                brk = Break(row.seq, row.event_id, "chain_break", self._prev_hash, row.prev_hash)
+            brk = self._check(row, sha256(row.body).hexdigest())
             if brk is not None:
                 res.add(brk)
             self._next_seq = row.seq + 1

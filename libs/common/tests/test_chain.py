@@ -346,8 +346,8 @@ def test_changed_prev_hash_is_chain_break() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"seq": 99}, {"id": "other"}, {"workspace_id": "other"}, {"prev_hash": "cd" * 32}],
-    ids=["seq", "id", "workspace_id", "prev_hash"],
+    [{"seq": 99}, {"id": "other"}, {"workspace_id": "other"}],
+    ids=["seq", "id", "workspace_id"],
 )
 def test_body_disagreeing_with_its_row_is_hash_mismatch(changes: dict[str, Any]) -> None:
     rows = _chain()
@@ -462,3 +462,36 @@ def test_deepcopy_does_not_change_bytes() -> None:
         ev = _event(rng)
         shuffled = dict(reversed(list(copy.deepcopy(ev).items())))
         assert canonical(shuffled) == canonical(ev)
+
+
+def test_hashed_prev_hash_that_does_not_link_is_chain_break() -> None:
+    rows = _chain()
+    r = rows[-1]
+    sealed = _reseal(r, prev_hash="cd" * 32)  # the body says another predecessor
+    rows[-1] = StoredEvent(r.seq, r.event_id, r.prev_hash, sealed.hash, sealed.body)
+    res = _verify(rows)
+    assert res["breaks"] == [
+        {
+            "seq": r.seq,
+            "event_id": r.event_id,
+            "type": "chain_break",
+            "expected_hash": rows[-2].hash,
+            "actual_hash": "cd" * 32,
+        }
+    ]
+
+
+def test_prev_hash_column_alone_altered_is_chain_break() -> None:
+    rows = _chain()
+    r = rows[3]
+    rows[3] = StoredEvent(r.seq, r.event_id, "ef" * 32, r.hash, r.body)
+    res = _verify(rows)
+    assert res["breaks"] == [
+        {
+            "seq": r.seq,
+            "event_id": r.event_id,
+            "type": "chain_break",
+            "expected_hash": rows[2].hash,
+            "actual_hash": "ef" * 32,
+        }
+    ]
