@@ -140,7 +140,9 @@ class Chainer:
     def _producer(self, partition: int) -> AIOKafkaProducer:
         return AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
-            transactional_id=f"chainlog-chainer-p{partition}",
+            # Namespaced like the group: transactional ids are broker-wide, and a
+            # second installation (a test namespace) must not fence this one.
+            transactional_id=f"{self.group_id}-p{partition}",
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
