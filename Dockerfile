@@ -1,0 +1,17 @@
+# One image for every Chainlog service and the CLI:
+#   docker run IMAGE python -m services.ingest   (or chainer, exporter)
+FROM python:3.11.11-slim-bookworm AS build
+WORKDIR /app
+COPY requirements.lock pyproject.toml ./
+RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir uv==0.13.9 \
+ && /venv/bin/uv pip sync --python /venv/bin/python requirements.lock
+COPY libs ./libs
+COPY services ./services
+RUN /venv/bin/uv pip install --python /venv/bin/python --no-deps .
+
+FROM python:3.11.11-slim-bookworm
+RUN useradd --system --uid 10001 chainlog
+COPY --from=build /venv /venv
+ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1
+USER chainlog
+CMD ["python", "-m", "services.ingest"]
