@@ -239,34 +239,15 @@ async def test_too_large_streamed_without_content_length(
     assert_error(r, 413, "payload_too_large")
 
 
-async def raw_exchange(request: bytes) -> bytes:
-    """Send hand-made HTTP/1.1 bytes; return the first response (head and body).
-
-    The request is written in the background while the response is read:
-    the gateway may answer, and close, before it has read all of it.
-    """
-    reader, writer = await asyncio.open_connection("127.0.0.1", API_PORT)
-
-    async def push() -> None:
-        try:
-            for at in range(0, len(request), 256 * 1024):
-                writer.write(request[at : at + 256 * 1024])
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass  # closed on us: fine, only the answer matters
-
-    pusher = asyncio.create_task(push())
-    try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-        length = next(
-            int(line.split(b":", 1)[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        return head + await asyncio.wait_for(reader.readexactly(length), 30)
-    finally:
-        pusher.cancel()
-        writer.close()
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 response (head and body) from a raw connection."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head + await asyncio.wait_for(reader.readexactly(length), 30)
 
 
 def request_head(ws: Workspace, content_length: int) -> bytes:
@@ -281,8 +262,14 @@ async def test_content_length_claiming_too_much(
     admin_db: asyncpg.Pool, api: httpx.AsyncClient, workspace: Workspace
 ) -> None:
     """A declared length over the cap is refused before any body is read."""
-    answer = await raw_exchange(request_head(workspace, 10 * 1024 * 1024) + b"{}")
-    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    reader, writer = await asyncio.open_connection("127.0.0.1", API_PORT)
+    try:
+        writer.write(request_head(workspace, 10 * 1024 * 1024) + b"{}")
+        await writer.drain()
+        answer = await read_response(reader)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
     assert b'"payload_too_large"' in answer
     assert await stored_count(admin_db, workspace.id) == 0
 
@@ -290,10 +277,26 @@ async def test_content_length_claiming_too_much(
 async def test_content_length_claiming_too_little(
     admin_db: asyncpg.Pool, api: httpx.AsyncClient, workspace: Workspace
 ) -> None:
-    """A short declared length frames the request: the excess never joins the body."""
-    answer = await raw_exchange(request_head(workspace, 40) + oversized())
-    # the first 40 bytes are the body (not JSON), the rest is no valid request
-    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    """A short declared length frames the body: the excess never joins it."""
+    body = oversized()
+    reader, writer = await asyncio.open_connection("127.0.0.1", API_PORT)
+    try:
+        writer.write(request_head(workspace, 40) + body[:40])
+        await writer.drain()
+        first = await read_response(reader)
+        # Answered on exactly the declared 40 bytes (cut JSON), without waiting for more.
+        assert first.startswith(b"HTTP/1.1 400 "), first[:300]
+        assert b'"invalid_json"' in first
+        # The excess can only be a broken next request: refused, or the connection dropped.
+        try:
+            writer.write(body[40:])
+            await asyncio.wait_for(writer.drain(), 30)
+            rest = await asyncio.wait_for(reader.read(), 30)
+        except ConnectionError:
+            rest = b""
+        assert rest == b"" or rest.startswith(b"HTTP/1.1 400 "), rest[:300]
+    finally:
+        writer.close()
     assert await stored_count(admin_db, workspace.id) == 0
 
 

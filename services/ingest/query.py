@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 from collections.abc import Mapping
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,8 @@ from libs.common.chain import ZERO_HASH, StoredEvent, Verifier
 from libs.common.timeutil import parse_rfc3339
 
 MAX_LIMIT = 100
+#: The largest seq PostgreSQL can hold (bigint); a larger one is a client error.
+MAX_SEQ = 2**63 - 1
 DEFAULT_LIMIT = 25
 VERIFY_CHUNK = 20_000
 
@@ -53,7 +56,7 @@ def decode_cursor(text: str) -> int:
     try:
         doc = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         seq = doc["s"]
-        if not isinstance(seq, int) or seq < 1:
+        if not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
             raise ValueError
         return seq
     except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
@@ -94,9 +97,15 @@ def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list
     for name, op in (("from", ">="), ("to", "<")):
         if params.get(name):
             try:
-                where.append(f"occurred_at {op} {arg(parse_rfc3339(params[name]))}")
+                # To UTC here, as the driver would: an instant outside what a
+                # datetime holds in UTC (year 1 minus an offset) is a 422, not a 500.
+                when = parse_rfc3339(params[name]).astimezone(UTC)
             except ValueError as exc:
                 violations.append({"field": name, "message": f"{name} {exc}"})
+            except OverflowError:
+                violations.append({"field": name, "message": f"{name} is out of range"})
+            else:
+                where.append(f"occurred_at {op} {arg(when)}")
     if params.get("cursor"):
         where.append(f"seq < {arg(decode_cursor(params['cursor']))}")
     limit = DEFAULT_LIMIT
@@ -164,12 +173,12 @@ def _seq_param(params: Mapping[str, str], name: str) -> int | None:
         return None
     try:
         value = int(raw)
-        if value < 1:
+        if not 1 <= value <= MAX_SEQ:
             raise ValueError
         return value
     except ValueError:
         raise errors.validation_failed(
-            [{"field": name, "message": f"{name} must be a positive integer"}]
+            [{"field": name, "message": f"{name} must be an integer from 1 to {MAX_SEQ}"}]
         ) from None
 
 

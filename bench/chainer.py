@@ -1,0 +1,137 @@
+"""Chainer events/s: stop it, queue a backlog through ingest, time the drain.
+
+Progress is read from Kafka: the chainer commits its raw-topic offsets in
+the same transaction as the chained records, so the consumer group's lag
+(end offset - committed offset, summed over partitions) is exactly the
+number of raw records, i.e. requests of ``batch`` events each, not yet
+chained. The exporter keeps running: the chainer shares the two cores
+with it, as in production; its catch-up into PostgreSQL is timed too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench.e2e import VisibilityProbe
+from bench.load import run_load
+from bench.services import Services, new_workspace
+from libs.common.settings import Settings
+
+LAG_POLL_S = 0.05
+
+
+class RawLag:
+    """Records of the raw topic not yet consumed by the chainer's group."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topics.raw
+        self.group = settings.topics.group("chainer")
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        )
+        self.tps: list[TopicPartition] = []
+        self.begin: dict[TopicPartition, int] = {}
+        self.coordinator = 0
+
+    async def __aenter__(self) -> RawLag:
+        await self.admin.start()
+        await self.consumer.start()
+        await self.consumer.topics()  # loads metadata
+        parts = self.consumer.partitions_for_topic(self.topic) or set()
+        self.tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self.begin = await self.consumer.beginning_offsets(self.tps)
+        self.coordinator = await self.admin.find_coordinator(self.group)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def __call__(self) -> int:
+        end = await self.consumer.end_offsets(self.tps)
+        committed = await self.admin.list_consumer_group_offsets(
+            self.group, self.coordinator, self.tps
+        )
+        done = {tp: o.offset for tp, o in committed.items() if o.offset >= 0}
+        return sum(end[tp] - done.get(tp, self.begin[tp]) for tp in self.tps)
+
+
+async def measure_drain(
+    settings: Settings,
+    services: Services,
+    pool: asyncpg.Pool,
+    base_url: str,
+    bodies: Sequence[bytes],
+    *,
+    batch: int,
+    events: int,
+    clients: int,
+    timeout_s: float,
+) -> dict[str, Any]:
+    requests = max(1, events // batch)
+    workspace_id, key = await new_workspace(pool, "bench-chainer")
+    async with RawLag(settings) as lag:
+        before = await lag()
+        if before:
+            raise RuntimeError(f"the chainer has a backlog of {before} raw records; try later")
+        services.stop("chainer")
+        try:
+            load = await run_load(
+                base_url,
+                {"authorization": f"Bearer {key}"},
+                bodies,
+                clients=clients,
+                max_requests=requests,
+            )
+            queued = await lag()
+        finally:
+            t_start = time.perf_counter()
+            services.start("chainer")
+        samples = [(t_start, queued)]
+        deadline = t_start + timeout_s
+        while samples[-1][1] > 0 and time.perf_counter() < deadline:
+            await asyncio.sleep(LAG_POLL_S)
+            samples.append((time.perf_counter(), await lag()))
+    async with VisibilityProbe(pool, "events", workspace_id) as probe:
+        visible_at = await probe.wait_for(load.events_acked, timeout_s)
+    return _drain_result(load.as_dict(), samples, batch, queued, visible_at, t_start, timeout_s)
+
+
+def _drain_result(
+    load: dict[str, Any],
+    samples: list[tuple[float, int]],
+    batch: int,
+    queued: int,
+    visible_at: float | None,
+    t_start: float,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Drain rate from the first observed progress to lag 0 (restart time reported apart)."""
+    done = samples[-1][1] == 0
+    first = next((i for i, (_, n) in enumerate(samples) if n < queued), None)
+    rate = None
+    if done and first is not None:
+        t_first, left = samples[first]
+        rate = left * batch / max(samples[-1][0] - t_first, 1e-9)
+    load.pop("raw_ack_latencies_ms")
+    return {
+        "queued_records": queued,
+        "queued_events": queued * batch,
+        "ingest_only": load,  # the ingest rate while nothing downstream competes
+        "drained": done,
+        "restart_to_first_progress_s": samples[first][0] - t_start if first is not None else None,
+        "restart_to_lag_zero_s": samples[-1][0] - t_start if done else None,
+        "events_per_s": rate,
+        "events_per_s_incl_restart": queued * batch / (samples[-1][0] - t_start) if done else None,
+        "restart_to_all_queryable_s": visible_at - t_start if visible_at is not None else None,
+        "timeout_s": timeout_s,
+        "lag_samples": [(round(t - t_start, 3), n) for t, n in samples],
+    }
