@@ -28,26 +28,33 @@ SYSTEM_HASHED_FIELDS = ("workspace_id", "seq", "id", "received_at", "prev_hash")
 _SORT = orjson.OPT_SORT_KEYS
 
 
+_SAFE = 2**53 - 1
+
+
 def _needs_reference_encoder(value: Any) -> bool:
     """True where orjson's sorted output may differ from RFC 8785.
 
     orjson with sorted keys is byte-identical to RFC 8785 for strings,
     integers within ±2^53, booleans, null and nesting. It differs for floats
-    (number formatting) and for keys outside the Basic Multilingual Plane
-    (RFC 8785 sorts by UTF-16 code units). Those events take the reference
-    encoder; integers beyond ±2^53 are refused at ingest.
+    (number formatting), for keys outside the Basic Multilingual Plane
+    (RFC 8785 sorts by UTF-16 code units), and for integers beyond ±2^53,
+    which RFC 8785 refuses: those take the reference encoder, which raises
+    for the last (ingest refuses them before; this keeps a hand-made record
+    from being hashed in a form no verifier can reproduce).
     """
     if isinstance(value, dict):
         for k, v in value.items():
             if not k.isascii() and any(ord(c) > 0xFFFF for c in k):
                 return True
-            if isinstance(v, (dict, list, float)) and _needs_reference_encoder(v):
+            if isinstance(v, (dict, list, float, int)) and _needs_reference_encoder(v):
                 return True
         return False
     if isinstance(value, list):
         return any(
-            isinstance(v, (dict, list, float)) and _needs_reference_encoder(v) for v in value
+            isinstance(v, (dict, list, float, int)) and _needs_reference_encoder(v) for v in value
         )
+    if isinstance(value, int):
+        return not -_SAFE <= value <= _SAFE
     return isinstance(value, float)
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 
 from libs.common.chain import iter_segment
-from libs.common.timeutil import parse_rfc3339
 
 #: Columns written, in order (see migrations/001_spine.sql).
 COLUMNS = (
@@ -44,7 +43,9 @@ class BadSegment(Exception):
 
 
 def _ts(text: str) -> datetime:
-    return parse_rfc3339(text)
+    # Hashed timestamps are always written UTC, microseconds, "Z" (see
+    # timeutil.format_ts); fromisoformat reads that form in C.
+    return datetime.fromisoformat(text)
 
 
 def segment_rows(value: bytes | None, enrichment: dict[str, Any] | None = None) -> Iterator[Row]:
