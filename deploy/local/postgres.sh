@@ -181,6 +181,8 @@ synchronous_commit = on
 wal_compression = on
 max_wal_size = 4GB
 checkpoint_timeout = 15min
+# JIT compiles plans for half a second; it only slows short OLTP queries.
+jit = off
 EOF
     mv "${conf}.tmp" "$conf"
     if is_root; then

@@ -159,6 +159,11 @@ class Verification:
         }
 
 
+#: A stored row in the verifier's fast form: (seq, prev_hash, hash, body),
+#: hashes as raw 32 bytes. The event id is read from the body when needed.
+RawRow = tuple[int, bytes, bytes, bytes]
+
+
 class Verifier:
     """Checks a run of stored events, in ascending ``seq``, chunk by chunk.
 
@@ -166,12 +171,18 @@ class Verifier:
     failure only:
 
     1. SHA-256 of the body equals the stored hash, else ``hash_mismatch``;
-    2. the body names this workspace, this ``seq`` and this id, else
-       ``hash_mismatch`` (what is served would not be what was hashed);
+    2. the body names this workspace and this ``seq`` (and this id, where
+       the row's id is given), else ``hash_mismatch``: what is served would
+       not be what was hashed;
     3. ``seq`` follows the previous one, else ``gap``, named by the first
        missing ``seq`` (a link over a gap cannot be checked);
     4. the ``prev_hash`` in the body and in the row both equal the previous
        event's hash, else ``chain_break``.
+
+    The body is canonical JSON, so where each of ``"seq":``,
+    ``"prev_hash":`` (and ``"id":``) occurs exactly once and the body ends
+    with the workspace, step 2 and 4 are decided by exact substrings
+    without parsing; any other body is parsed.
     """
 
     def __init__(
@@ -184,46 +195,101 @@ class Verifier:
     ) -> None:
         self.result = Verification(workspace_id, max_breaks=max_breaks)
         self._next_seq = expected_first_seq
-        self._prev_hash = expected_prev_hash
+        self._prev: bytes | None = (
+            bytes.fromhex(expected_prev_hash) if expected_prev_hash is not None else None
+        )
+        self._ws_tail = b',"workspace_id":' + orjson.dumps(workspace_id) + b"}"
 
-    def _check(self, row: StoredEvent, actual: str) -> Break | None:
-        if actual != row.hash:
-            return Break(row.seq, row.event_id, "hash_mismatch", actual, row.hash)
-        try:
-            doc = orjson.loads(row.body)
-        except orjson.JSONDecodeError:
-            doc = None
-        if not (
-            isinstance(doc, dict)  # a JSON array/scalar body must not crash
-            and doc.get("seq") == row.seq
-            and doc.get("id") == row.event_id
-            and doc.get("workspace_id") == self.result.workspace_id
+    def _check(
+        self, seq: int, event_id: str | None, prev_col: bytes, stored: bytes, body: bytes
+    ) -> Break | None:
+        actual = hashlib.sha256(body).digest()
+        if actual != stored:
+            return Break(seq, event_id or _id_of(body), "hash_mismatch", actual.hex(), stored.hex())
+        expected = self._prev
+        expected_hex = expected.hex() if expected is not None else None
+        if (
+            body.endswith(self._ws_tail)
+            and body.count(b'"seq":') == 1
+            and body.count(b'"prev_hash":') == 1
+            and (event_id is None or body.count(b'"id":') == 1)
         ):
-            return Break(row.seq, row.event_id, "hash_mismatch", actual, row.hash)
-        if row.seq != self._next_seq:
-            return Break(self._next_seq, None, "gap", self._prev_hash, None)
-        expected = self._prev_hash
-        if expected is not None:
-            body_prev = doc.get("prev_hash")
-            if row.prev_hash != expected or body_prev != expected:
-                wrong = row.prev_hash if row.prev_hash != expected else body_prev
-                return Break(row.seq, row.event_id, "chain_break", expected, wrong)
+            consistent = b'"seq":%d,' % seq in body and (
+                event_id is None or b'"id":"%s"' % event_id.encode() in body
+            )
+            body_prev: Any = (
+                expected_hex
+                if expected_hex is not None and b'"prev_hash":"%s"' % expected_hex.encode() in body
+                else _field(body, "prev_hash")
+            )
+        else:
+            doc = _parse(body)
+            consistent = (
+                doc is not None
+                and doc.get("seq") == seq
+                and (event_id is None or doc.get("id") == event_id)
+                and doc.get("workspace_id") == self.result.workspace_id
+            )
+            body_prev = doc.get("prev_hash") if doc is not None else None
+        if not consistent:
+            return Break(seq, event_id or _id_of(body), "hash_mismatch", actual.hex(), stored.hex())
+        if seq != self._next_seq:
+            return Break(self._next_seq, None, "gap", expected_hex, None)
+        if expected_hex is not None and (prev_col != expected or body_prev != expected_hex):
+            wrong = prev_col.hex() if prev_col != expected else body_prev
+            return Break(seq, event_id or _id_of(body), "chain_break", expected_hex, wrong)
         return None
 
-    def feed(self, rows: Iterable[StoredEvent]) -> None:
+    def feed_raw(self, rows: Iterable[RawRow]) -> None:
+        """The fast path: rows as ``(seq, prev_hash, hash, body)``, hashes raw."""
         res = self.result
-        sha256 = hashlib.sha256
+        check = self._check
+        for seq, prev_col, stored, body in rows:
+            if res.first_seq is None:
+                res.first_seq = seq
+            res.events_checked += 1
+            brk = check(seq, None, prev_col, stored, body)
+            if brk is not None:
+                res.add(brk)
+            self._next_seq = seq + 1
+            self._prev = stored
+            res.last_seq = seq
+        if self._prev is not None and res.last_seq is not None:
+            res.head_hash = self._prev.hex()
+
+    def feed(self, rows: Iterable[StoredEvent]) -> None:
+        """Rows with hex hashes and the row's own event id (also checked)."""
+        res = self.result
         for row in rows:
             if res.first_seq is None:
                 res.first_seq = row.seq
             res.events_checked += 1
-            brk = self._check(row, sha256(row.body).hexdigest())
+            stored = bytes.fromhex(row.hash)
+            brk = self._check(row.seq, row.event_id, bytes.fromhex(row.prev_hash), stored, row.body)
             if brk is not None:
                 res.add(brk)
             self._next_seq = row.seq + 1
-            self._prev_hash = row.hash
+            self._prev = stored
             res.last_seq = row.seq
             res.head_hash = row.hash
+
+
+def _parse(body: bytes) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None  # an array/scalar body must not crash
+
+
+def _field(body: bytes, name: str) -> Any:
+    doc = _parse(body)
+    return doc.get(name) if doc is not None else None
+
+
+def _id_of(body: bytes) -> str | None:
+    value = _field(body, "id")
+    return value if isinstance(value, str) else None
 
 
 def iter_segment(value: bytes) -> Iterator[tuple[str, bytes]]:
