@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,13 @@ def _timestamp(value: Any) -> Any:
 def _ip(value: Any) -> Any:
     if not isinstance(value, str):
         raise _Fail("must be an IPv4 or IPv6 address string")
+    try:
+        # Hot path: a dotted quad that inet_pton reads and writes back the
+        # same is already what ipaddress would print.
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
+            return value
+    except OSError:
+        pass
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

@@ -64,7 +64,24 @@ def parse_rfc3339(text: str) -> datetime:
     return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
 
 
+def _is_normal(text: str) -> bool:
+    """Already in the one spelling (``YYYY-MM-DDTHH:MM:SS.ffffffZ``)?"""
+    return (
+        len(text) == 27
+        and text[26] == "Z"
+        and text[19] == "."
+        and text[10] == "T"
+        and _RFC3339.match(text) is not None
+        and text[17:19] != "60"
+    )
+
+
 def normalize_rfc3339(text: str) -> str:
+    if _is_normal(text):
+        # The hot path: most producers already send UTC microseconds. The
+        # calendar is still checked (fromisoformat refuses 2026-02-30).
+        datetime.fromisoformat(text)
+        return text
     return format_ts(parse_rfc3339(text))
 
 
