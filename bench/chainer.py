@@ -44,9 +44,11 @@ class RawLag:
     async def __aenter__(self) -> RawLag:
         await self.admin.start()
         await self.consumer.start()
-        await self.consumer.topics()  # loads metadata
-        parts = self.consumer.partitions_for_topic(self.topic) or set()
-        self.tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        (desc,) = await self.admin.describe_topics([self.topic])
+        parts = sorted(p["partition"] for p in desc["partitions"])
+        if not parts:
+            raise RuntimeError(f"topic {self.topic} has no partitions")
+        self.tps = [TopicPartition(self.topic, p) for p in parts]
         self.begin = await self.consumer.beginning_offsets(self.tps)
         self.coordinator = await self.admin.find_coordinator(self.group)
         return self
@@ -121,7 +123,6 @@ def _drain_result(
     if done and first is not None:
         t_first, left = samples[first]
         rate = left * batch / max(samples[-1][0] - t_first, 1e-9)
-    load.pop("raw_ack_latencies_ms")
     return {
         "queued_records": queued,
         "queued_events": queued * batch,

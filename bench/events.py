@@ -60,6 +60,8 @@ def make_bodies(count: int, batch: int, seed: int = 7) -> list[bytes]:
     rng = random.Random(seed)
     now_us = time.time_ns() // 1000
     return [
-        orjson.dumps({"events": [make_event(rng, now_us - rng.randrange(10**6)) for _ in range(batch)]})
+        orjson.dumps(
+            {"events": [make_event(rng, now_us - rng.randrange(10**6)) for _ in range(batch)]}
+        )
         for _ in range(count)
     ]

@@ -106,7 +106,9 @@ async def run_load(
                 n = next(tickets)
                 if max_requests is not None and n >= max_requests:
                     return
-                await _one(http, bodies[n % len(bodies)], send_headers, res, n, sample_every, on_sample)
+                await _one(
+                    http, bodies[n % len(bodies)], send_headers, res, n, sample_every, on_sample
+                )
 
         await asyncio.gather(*(client() for _ in range(clients)))
         res.cpu_s = time.process_time() - cpu0

@@ -6,7 +6,6 @@ import asyncio
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -97,13 +96,6 @@ async def new_workspace(pool: asyncpg.Pool, name: str) -> tuple[str, str]:
 
 
 async def settle(pool: asyncpg.Pool, pause_s: float = 2.0) -> None:
-    """Between phases: flush dirty buffers so one phase's checkpoint does not land in the next."""
+    """Before a phase: flush dirty buffers, so an earlier phase's checkpoint does not land in it."""
     await pool.execute("CHECKPOINT")
     await asyncio.sleep(pause_s)
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

@@ -66,7 +66,10 @@ class Fixture:
                 self.name,
             ):
                 ws = row["id"]
-                if await conn.fetchval("SELECT count(*) FROM events WHERE workspace_id = $1", ws) == self.n:
+                if (
+                    await conn.fetchval("SELECT count(*) FROM events WHERE workspace_id = $1", ws)
+                    == self.n
+                ):
                     return ws, await self._key(conn, ws), {"reused": True, "build_s": 0.0}
             t0 = time.perf_counter()
             async with conn.transaction():
@@ -95,7 +98,9 @@ class Fixture:
     def _load(self) -> dict[str, str]:
         if not self.env_file.exists():
             return {}
-        pairs = (line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line)
+        pairs = (
+            line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line
+        )
         return {k: v for k, v in pairs}
 
     def _save(self, workspace_id: str, key: str) -> None:

@@ -1,0 +1,234 @@
+"""``python -m bench.run`` (``make bench``): Chainlog against the local stack.
+
+Phases, one after the other (never two systems at once):
+
+1. Chainlog end to end: ``--clients`` clients post ``--batch``-event batches
+   to ingest for ``--duration`` s; events/s counts until the last acked
+   event is queryable; ack latency; freshness (ack → queryable).
+2. (``--profile``) the same load again, with py-spy on ingest, chainer and
+   exporter; flame graphs and top frames in ``bench/results/``.
+3. Chainer events/s: chainer stopped, ``--chainer-events`` queued through
+   ingest, chainer restarted, drain timed from its Kafka offsets.
+4. Baseline: the same load against ``bench/baseline_app.py`` (one table,
+   trigger-chained), started here and stopped afterwards.
+5. Verify: GET /api/v1/verify over a ``--verify-events`` chain.
+
+Our services are started if they are not running and left as found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import uvloop
+
+from bench import profile, report
+from bench.baseline import run_baseline
+from bench.chainer import measure_drain
+from bench.e2e import Target, measure
+from bench.events import make_bodies
+from bench.services import PIPELINE, Services, new_workspace, settle, wait_http
+from bench.verify import Fixture, time_verify
+from libs.common.settings import Settings
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+DISTINCT_BODIES = 32
+
+
+@dataclass(frozen=True)
+class Config:
+    duration: float
+    clients: int
+    batch: int
+    verify_events: int
+    chainer_events: int
+    skip_baseline: bool
+    skip_verify: bool
+    skip_chainer: bool
+    profile: bool
+    profile_seconds: int
+
+    @property
+    def drain_timeout_s(self) -> float:
+        return max(60.0, 2 * self.duration)
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of load per system (30)")
+    p.add_argument("--clients", type=int, default=8, help="concurrent clients (8)")
+    p.add_argument("--batch", type=int, default=100, help="events per request (100)")
+    p.add_argument("--verify-events", type=int, default=1_000_000, help="chain length to verify")
+    p.add_argument(
+        "--chainer-events", type=int, default=200_000, help="backlog the chainer drains (200000)"
+    )
+    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--skip-verify", action="store_true")
+    p.add_argument("--skip-chainer", action="store_true")
+    p.add_argument("--profile", action="store_true", help="extra load run under py-spy")
+    p.add_argument("--profile-seconds", type=int, default=20)
+    a = p.parse_args(argv)
+    if a.duration <= 0 or a.clients < 1 or not 1 <= a.batch <= 1000 or a.verify_events < 1:
+        p.error("need --duration > 0, --clients ≥ 1, 1 ≤ --batch ≤ 1000, --verify-events ≥ 1")
+    return Config(**vars(a))
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def require_loopback(settings: Settings) -> None:
+    hosts = {
+        "database": urlsplit(settings.database_admin_url).hostname,
+        "kafka": settings.kafka_bootstrap.rsplit(":", 1)[0].strip("[]"),
+    }
+    remote = {k: h for k, h in hosts.items() if h not in LOOPBACK}
+    if remote:
+        raise SystemExit(f"bench talks to 127.0.0.1 only; configured: {remote}")
+
+
+class Bench:
+    def __init__(self, cfg: Config, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.cfg = cfg
+        self.settings = settings
+        self.pool = pool
+        self.api = f"http://127.0.0.1:{settings.api_port}"
+        self.bodies = make_bodies(DISTINCT_BODIES, cfg.batch)
+
+    async def chainlog_load(self, name: str, duration_s: float) -> dict[str, Any]:
+        workspace_id, key = await new_workspace(self.pool, name)
+        target = Target(
+            "chainlog", self.api, {"authorization": f"Bearer {key}"}, "events", workspace_id
+        )
+        return await measure(
+            target,
+            self.pool,
+            self.bodies,
+            clients=self.cfg.clients,
+            duration_s=duration_s,
+            drain_timeout_s=self.cfg.drain_timeout_s,
+        )
+
+    async def chainlog(self) -> dict[str, Any]:
+        return await self.chainlog_load("bench-e2e", self.cfg.duration)
+
+    async def profiled(self, services: Services) -> dict[str, Any]:
+        pids = {n: services.pid(n) for n in ("ingest", *PIPELINE)}
+        secs = self.cfg.profile_seconds
+
+        async def sample() -> dict[str, Any]:
+            await asyncio.sleep(2)  # past the start of the load
+            return await profile.record(pids, report.RESULTS, secs)
+
+        run, frames = await asyncio.gather(self.chainlog_load("bench-profile", secs + 4), sample())
+        return {"pids": pids, "seconds": secs, "frames": frames, "run_under_profiler": run}
+
+    async def chainer(self, services: Services) -> dict[str, Any]:
+        return await measure_drain(
+            self.settings,
+            services,
+            self.pool,
+            self.api,
+            self.bodies,
+            batch=self.cfg.batch,
+            events=self.cfg.chainer_events,
+            clients=self.cfg.clients,
+            timeout_s=120.0,
+        )
+
+    async def baseline(self) -> dict[str, Any]:
+        return await run_baseline(
+            self.settings,
+            self.pool,
+            self.bodies,
+            clients=self.cfg.clients,
+            duration_s=self.cfg.duration,
+            drain_timeout_s=self.cfg.drain_timeout_s,
+        )
+
+    async def verify(self) -> dict[str, Any]:
+        n = self.cfg.verify_events
+        say(f"verify: preparing a {n:,}-event chain (built once, then reused)")
+        workspace_id, key, info = await Fixture(self.pool, self.settings.state_dir, n).ensure()
+        how = "reused" if info["reused"] else f"built in {info['build_s']:.0f} s"
+        say(f"verify: chain ready ({how}); timing GET /api/v1/verify")
+        return {"workspace_id": workspace_id, **info, **await time_verify(self.api, key, n)}
+
+
+async def phase(
+    res: dict[str, Any], name: str, run: Callable[[], Awaitable[dict[str, Any]]], pool: asyncpg.Pool
+) -> None:
+    await settle(pool)
+    say(f"{name}: start")
+    t0 = time.perf_counter()
+    try:
+        res[name] = await run()
+    except Exception as exc:  # one failed phase must not lose the others
+        traceback.print_exc()
+        res[name] = {"error": repr(exc)}
+    res[name]["phase_s"] = time.perf_counter() - t0
+    say(f"{name}: done in {res[name]['phase_s']:.0f} s")
+
+
+async def main(cfg: Config) -> dict[str, Any]:
+    settings = Settings.from_env()
+    require_loopback(settings)
+    services = Services()
+    res: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "config": {**asdict(cfg), "namespace": settings.namespace, "api_port": settings.api_port},
+        "machine": report.machine(),
+    }
+    pool = await asyncpg.create_pool(settings.database_admin_url, min_size=1, max_size=4)
+    try:
+        started = services.ensure_running()
+        running = services.status()
+        say(f"services: {running}, started now: {started or 'none'}; pipeline: {PIPELINE}")
+        res["services"] = {
+            "initial": services.initial,
+            "started_by_bench": started,
+            "running": running,
+            "pipeline_stages": {n: running[n] is not None for n in PIPELINE},
+        }
+        await wait_http(f"http://127.0.0.1:{settings.api_port}/healthz")
+        bench = Bench(cfg, settings, pool)
+        await phase(res, "chainlog", bench.chainlog, pool)
+        if cfg.profile:
+            await phase(res, "profile", lambda: bench.profiled(services), pool)
+        if not cfg.skip_chainer:
+            await phase(res, "chainer", lambda: bench.chainer(services), pool)
+        if not cfg.skip_baseline:
+            await phase(res, "baseline", bench.baseline, pool)
+        if not cfg.skip_verify:
+            await phase(res, "verify", bench.verify, pool)
+    finally:
+        await pool.close()
+        services.restore()
+    res["finished_at"] = datetime.now(UTC).isoformat()
+    res["machine"]["loadavg_end"] = report.machine()["loadavg"]
+    res["targets"] = report.targets(res)
+    return res
+
+
+def cli(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    res = uvloop.run(main(cfg))
+    path = report.write(res)
+    print(report.table(res))
+    if "profile" in res and "frames" in res["profile"]:
+        print(profile.describe(res["profile"]["frames"]))
+    print(f"\nresults: {path} (and {path.with_name('latest.json')})")
+
+
+if __name__ == "__main__":
+    cli()
