@@ -41,21 +41,26 @@ def _needs_reference_encoder(value: Any) -> bool:
     which RFC 8785 refuses: those take the reference encoder, which raises
     for the last (ingest refuses them before; this keeps a hand-made record
     from being hashed in a form no verifier can reproduce).
+
+    It runs for every event, so the common types are tested by identity.
     """
-    if isinstance(value, dict):
+    if type(value) is dict:
         for k, v in value.items():
             if not k.isascii() and any(ord(c) > 0xFFFF for c in k):
                 return True
-            if isinstance(v, (dict, list, float, int)) and _needs_reference_encoder(v):
+            t = type(v)
+            if t is str or v is None or t is bool:
+                continue
+            if _needs_reference_encoder(v):
                 return True
         return False
-    if isinstance(value, list):
-        return any(
-            isinstance(v, (dict, list, float, int)) and _needs_reference_encoder(v) for v in value
-        )
-    if isinstance(value, int):
+    t = type(value)
+    if t is list:
+        return any(_needs_reference_encoder(v) for v in value)
+    if t is int:
         return not -_SAFE <= value <= _SAFE
-    return isinstance(value, float)
+    # floats, and any subclass of the JSON types: the reference decides
+    return not (t is str or value is None or t is bool)
 
 
 def canonical(event: dict[str, Any]) -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import uvloop
+
 from libs.common.logs import Logger
 from libs.common.settings import Settings
 from services.exporter.pipeline import Materialiser
@@ -19,4 +21,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

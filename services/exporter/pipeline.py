@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.common import deadletter, topics
 from libs.common.db import connect_pool
@@ -84,12 +85,27 @@ class Materialiser:
         await self.dlq.start()
         await self.consumer.start()
         self.log.info("exporter.started", source=self.source)
+        # One batch is written while the next is fetched and decoded, so
+        # PostgreSQL and this process work at the same time. Offsets are
+        # committed strictly in order, each after its own rows.
+        inflight: asyncio.Task[None] | None = None
         try:
             while not self.stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
-                if batches:
-                    await self._write(batches)
+                if not batches:
+                    if inflight is not None:
+                        await inflight
+                        inflight = None
+                    continue
+                rows, offsets = await self._decode(batches)
+                if inflight is not None:
+                    await inflight
+                inflight = asyncio.create_task(self._write(rows, offsets))
+            if inflight is not None:
+                await inflight
         finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
             await self.consumer.stop()
             await self.dlq.stop()
             await self.pool.close()
@@ -98,7 +114,10 @@ class Materialiser:
     def stop(self) -> None:
         self.stopping.set()
 
-    async def _write(self, batches: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
+    async def _decode(
+        self,
+        batches: dict[TopicPartition, list],  # type: ignore[type-arg]
+    ) -> tuple[list[Row], dict[TopicPartition, int]]:
         rows: list[Row] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batches.items():
@@ -108,14 +127,22 @@ class Materialiser:
                 except BadSegment as bad:
                     await self._dead_letter(tp, r, bad.reason)
             offsets[tp] = records[-1].offset + 1
+        return rows, offsets
+
+    async def _write(self, rows: list[Row], offsets: dict[TopicPartition, int]) -> None:
         if rows:
             columns = [list(c) for c in zip(*rows, strict=True)]
             assert self.pool is not None
             async with self.pool.acquire() as conn:
                 await conn.execute(INSERT, *columns)
             self.rows_written += len(rows)
-        await self.consumer.commit(offsets)
-        self.log.info("store.written", rows=len(rows), records=sum(map(len, batches.values())))
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partitions moved to another member: it re-reads from the last
+            # commit, and ON CONFLICT makes the repeat harmless.
+            self.log.warning("store.commit_skipped", error=repr(exc))
+        self.log.info("store.written", rows=len(rows), partitions=len(offsets))
 
     async def _dead_letter(self, tp: TopicPartition, record: Any, reason: str) -> None:
         await deadletter.send(self.dlq, self.names.dead_letter, tp, record, reason, "exporter")
