@@ -78,7 +78,7 @@ def _ip(value: Any) -> Any:
         # same is already what ipaddress would print.
         if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
             return value
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         pass
     try:
         return str(ipaddress.ip_address(value))

@@ -503,3 +503,10 @@ def test_version_valid(version: int) -> None:
 def test_version_invalid(bad: Any) -> None:
     v = only_violation({**BASE, "version": bad})
     assert v == {"field": "version", "message": "version must be a positive integer"}
+
+
+def test_ip_with_nul_is_a_violation_not_an_error() -> None:
+    event, violations = validate_event(
+        {"actor_id": "a", "action": "b", "ip_address": "1.2.3.4\x00"}
+    )
+    assert event is None and [v["field"] for v in violations] == ["ip_address"]
