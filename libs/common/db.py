@@ -11,6 +11,16 @@ from pathlib import Path
 
 import asyncpg
 
+#: Errors that mean "the database is not reachable right now": retry or
+#: answer 503, never a 500 and never a crash.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_ID = 0x636861696E6C6F67  # "chainlog": one migrator at a time
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.common import deadletter, topics
-from libs.common.db import connect_pool
+from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
 from libs.common.settings import Settings
 from services.exporter.rows import COLUMNS, BadSegment, Row, segment_rows
@@ -132,9 +132,7 @@ class Materialiser:
     async def _write(self, rows: list[Row], offsets: dict[TopicPartition, int]) -> None:
         if rows:
             columns = [list(c) for c in zip(*rows, strict=True)]
-            assert self.pool is not None
-            async with self.pool.acquire() as conn:
-                await conn.execute(INSERT, *columns)
+            await self._insert(columns)
             self.rows_written += len(rows)
         try:
             await self.consumer.commit(offsets)
@@ -143,6 +141,24 @@ class Materialiser:
             # commit, and ON CONFLICT makes the repeat harmless.
             self.log.warning("store.commit_skipped", error=repr(exc))
         self.log.info("store.written", rows=len(rows), partitions=len(offsets))
+
+    async def _insert(self, columns: list[list[Any]]) -> None:
+        """Insert, retrying while the database is away (restart, failover).
+
+        Nothing is committed to Kafka meanwhile, so nothing can be lost; the
+        consumer stalls, which is the back-pressure we want.
+        """
+        assert self.pool is not None
+        delay = 0.2
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(INSERT, *columns)
+                return
+            except DATABASE_UNAVAILABLE as exc:
+                self.log.warning("store.database_unavailable", error=repr(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _dead_letter(self, tp: TopicPartition, record: Any, reason: str) -> None:
         await deadletter.send(self.dlq, self.names.dead_letter, tp, record, reason, "exporter")

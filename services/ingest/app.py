@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from libs.common import errors, topics
-from libs.common.db import connect_pool
+from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
 from libs.common.settings import Settings
 from services.ingest import query
@@ -103,6 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
+        if isinstance(exc, DATABASE_UNAVAILABLE):
+            log.warning("http.database_unavailable", error=repr(exc))
+            pushback = errors.Pushback("the database is unavailable; retry", retry_after_s=2)
+            return json_response(pushback.body(), pushback.status, pushback.headers)
         log.error("http.unexpected_error", error=repr(exc))
         return json_response(
             {"error": "internal", "message": "unexpected error; it was logged"}, 500
