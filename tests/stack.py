@@ -59,10 +59,11 @@ class Service:
     name: str
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    instance: str = ""
 
     @property
     def log_path(self) -> Path:
-        return STATE / "logs" / f"{NAMESPACE}-{self.name}.log"
+        return STATE / "logs" / f"{NAMESPACE}-{self.name}{self.instance}.log"
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} already runs"
@@ -92,6 +93,15 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets but does nothing (a long GC pause)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

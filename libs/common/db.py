@@ -19,6 +19,9 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # asyncpg raises this when it resets a pooled connection that broke in
+    # the middle of a query (seen when PostgreSQL restarts under load).
+    asyncpg.InternalClientError,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -157,6 +157,7 @@ class Materialiser:
                 return
             except DATABASE_UNAVAILABLE as exc:
                 self.log.warning("store.database_unavailable", error=repr(exc), retry_in_s=delay)
+                await self.pool.expire_connections()  # never reuse a half-broken one
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
