@@ -1,5 +1,7 @@
-"""Two chainers, and a zombie: a chainer frozen long enough to lose its
-partitions wakes up with a transaction open. It must not extend any chain."""
+"""Two chainers, and a zombie: a chainer frozen (SIGSTOP, as in a long GC
+pause) while events stream in, long enough for the other to take all its
+partitions, then woken up. Whatever it had in flight is fenced by the new
+owner's transactional id; no chain may fork, skip or repeat."""
 
 from __future__ import annotations
 
