@@ -49,7 +49,6 @@ async def _stream(
         acked.extend(item["id"] for item in r.json()["results"])
         if n == kill_after:
             progress.set()
-        await asyncio.sleep(0)  # let the other streams interleave
 
 
 async def _crash_during_stream(
