@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Start, stop and report Chainlog's own services as background processes.
 #   services.sh start [NAME...] | stop [NAME...] | restart [NAME...] | status
-# Logs: $STATE/logs/<name>.log, pids: $STATE/run/<name>.pid.
+# Each service runs under a small supervisor that restarts it if it dies
+# (as a Kubernetes Deployment would), and stops it on SIGTERM.
+# Logs: $STATE/logs/<name>.log; pids: $STATE/run/<name>.pid (supervisor)
+# and $STATE/run/<name>.child (the service itself).
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,7 +22,7 @@ start_one() {
     fi
     mkdir -p "$RUN" "$LOGS"
     cd "$REPO"
-    nohup "$PY" -m "services.${name}" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
+    nohup bash "${LOCAL_DIR}/services.sh" _supervise "$name" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
     echo $! >"$pidfile"
     log "${name} started (pid $(read_pid "$pidfile"), log ${LOGS}/${name}.log)"
 }
@@ -37,8 +40,28 @@ stop_one() {
         tries=$((tries - 1))
     done
     kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$pidfile"
+    if pid_alive "${RUN}/${name}.child"; then
+        kill -KILL "$(read_pid "${RUN}/${name}.child")" 2>/dev/null || true
+    fi
+    rm -f "$pidfile" "${RUN}/${name}.child"
     log "${name} stopped"
+}
+
+# The supervisor: restart the service when it exits with an error, after a
+# second; on SIGTERM pass it on, wait for the graceful shutdown, and exit.
+supervise() {
+    local name="$1" child rc
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
+    while :; do
+        "$PY" -m "services.${name}" &
+        child=$!
+        echo "$child" >"${RUN}/${name}.child"
+        rc=0
+        wait "$child" || rc=$?
+        ((rc == 0)) && exit 0
+        log "${name} exited with status ${rc}; restarting in 1 s"
+        sleep 1
+    done
 }
 
 status_all() {
@@ -48,7 +71,7 @@ status_all() {
     for name in "${SERVICES[@]}"; do
         pidfile="${RUN}/${name}.pid"
         if pid_alive "$pidfile"; then
-            echo "${name}: running (pid $(read_pid "$pidfile"))"
+            echo "${name}: running (pid $(read_pid "${RUN}/${name}.child" 2>/dev/null || true), supervisor $(read_pid "$pidfile"))"
         else
             echo "${name}: stopped"
             rc=3
@@ -74,5 +97,6 @@ restart)
     for n in "${names[@]}"; do start_one "$n"; done
     ;;
 status) status_all ;;
+_supervise) supervise "${names[0]}" ;;
 *) die "usage: services.sh start|stop|restart|status [NAME...]" ;;
 esac
