@@ -2,7 +2,8 @@
 
 A key reads ``clk_<prefix>_<secret>``. The prefix (public, unique) finds the
 row; the SHA-256 of the whole key, compared in constant time, proves it. A
-key has 190 bits of entropy, so a plain hash is enough: nothing can be
+secret part has 165 bits of entropy (32 characters of 36), so a plain hash
+is enough: nothing can be
 guessed, and the stored hash cannot be turned back into a key.
 """
 
