@@ -1,10 +1,10 @@
 """API keys: high-entropy, a recognisable prefix, stored as SHA-256 only.
 
 A key reads ``clk_<prefix>_<secret>``. The prefix (public, unique) finds the
-row; the SHA-256 of the whole key, compared in constant time, proves it. A
-secret part has 165 bits of entropy (32 characters of 36), so a plain hash
-is enough: nothing can be
-guessed, and the stored hash cannot be turned back into a key.
+row; the SHA-256 of the whole key, compared in constant time, proves it.
+The secret part has 165 bits of entropy (32 characters of 36), so a plain
+hash is enough: nothing can be guessed, and the stored hash cannot be
+turned back into a key.
 """
 
 from __future__ import annotations
