@@ -101,3 +101,56 @@ async def test_database_restart_mid_stream(
 ) -> None:
     await _stream_across(api, admin_db, workspace, "postgres.sh")
     assert all(s.running() for s in services.values()), "a service died with the database"
+
+
+async def test_gateway_killed_mid_stream_with_idempotency_keys_is_exactly_once(
+    api: httpx.AsyncClient,
+    admin_db: asyncpg.Pool,
+    workspace: Workspace,
+    services: dict[str, Service],
+) -> None:
+    """SIGKILL the gateway while batches are in flight; clients retry with the
+    same idempotency keys. Whatever the gateway had published but not yet
+    answered must not become a second copy."""
+    gateway = services["ingest"]
+    sent: list[dict[str, object]] = []
+
+    async def client(c: int) -> None:
+        for n in range(REQUESTS // 3):
+            batch = [
+                event(j, action="gateway.step", idempotency_key=f"c{c}-r{n}-e{j}")
+                for j in range(EVENTS_PER_REQUEST)
+            ]
+            sent.extend(batch)
+            await _send_with_retries(api, workspace, batch, [])
+
+    async def kill_when_busy() -> None:
+        async def some_stored() -> bool:
+            count = await admin_db.fetchval(
+                "SELECT count(*) FROM events WHERE workspace_id = $1", workspace.id
+            )
+            return bool(count)
+
+        await wait_until(some_stored, what="the first events to be stored")
+        gateway.kill()
+        gateway.start()
+
+    await asyncio.gather(*(client(c) for c in range(3)), kill_when_busy())
+    keys = {e["idempotency_key"] for e in sent}
+
+    async def all_stored() -> bool:
+        count = await admin_db.fetchval(
+            "SELECT count(*) FROM events WHERE workspace_id = $1", workspace.id
+        )
+        return count >= len(keys)
+
+    await wait_until(all_stored, within=180, what="every keyed event to be stored")
+    rows = await admin_db.fetch(
+        "SELECT seq, convert_from(body, 'UTF8')::jsonb->>'idempotency_key' AS k"
+        " FROM events WHERE workspace_id = $1 ORDER BY seq",
+        workspace.id,
+    )
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert sorted(r["k"] for r in rows) == sorted(keys), "a key was lost or chained twice"
+    v = (await api.get("/api/v1/verify", headers=workspace.headers)).json()
+    assert v["valid"] is True and v["events_checked"] == len(keys)
