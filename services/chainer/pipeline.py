@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from libs.common import deadletter, topics
-from libs.common.chain import Head
 from libs.common.logs import Logger
 from libs.common.settings import Settings
 from services.chainer.logic import (
@@ -78,7 +77,6 @@ class Chainer:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
         )
-        self.events_chained = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -238,22 +236,17 @@ class Chainer:
             return
         staged.apply()
         owned.next_offset = next_offset
-        self.events_chained += chained
         if staged.heads:
             last_ws, last_head = next(reversed(staged.heads.items()))
-            self.log_extended(tp.partition, chained, staged.duplicates, last_ws, last_head)
-
-    def log_extended(
-        self, partition: int, chained: int, duplicates: int, ws: str, head: Head
-    ) -> None:
-        self.log.info(
-            "chain.extended",
-            partition=partition,
-            events=chained,
-            duplicates=duplicates,
-            workspace_id=ws,
-            head_seq=head.seq,
-        )
+            self.log.info(
+                "chain.extended",
+                partition=tp.partition,
+                events=chained,
+                duplicates=staged.duplicates,
+                workspaces=len(staged.heads),
+                workspace_id=last_ws,
+                head_seq=last_head.seq,
+            )
 
     async def _reset(self, owned: Owned) -> None:
         """After a failed transaction: new producer (aborts), state from Kafka."""

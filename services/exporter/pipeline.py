@@ -78,7 +78,6 @@ class Materialiser:
             max_request_size=topics.MAX_MESSAGE_BYTES + 1024 * 1024,
         )
         self.pool: asyncpg.Pool | None = None
-        self.rows_written = 0
 
     async def run(self) -> None:
         self.pool = await connect_pool(self.settings.database_url, max_size=4)
@@ -133,7 +132,6 @@ class Materialiser:
         if rows:
             columns = [list(c) for c in zip(*rows, strict=True)]
             await self._insert(columns)
-            self.rows_written += len(rows)
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
