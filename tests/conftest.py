@@ -13,7 +13,7 @@ import pytest
 
 from libs.common import keys
 from libs.common.settings import Settings
-from tests.stack import API_URL, Service, ensure_infra, stack_env, wait_for_api
+from tests.stack import API_URL, METRICS_PORTS, Service, ensure_infra, stack_env, wait_for_api
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,11 @@ def settings(env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def services(env: dict[str, str]) -> Iterator[dict[str, Service]]:
-    procs = {name: Service(name, env) for name in ("chainer", "exporter", "ingest")}
+    procs = {
+        "chainer": Service.with_metrics_port("chainer", env, METRICS_PORTS["chainer"]),
+        "exporter": Service.with_metrics_port("exporter", env, METRICS_PORTS["exporter"]),
+        "ingest": Service("ingest", env),
+    }
     for svc in procs.values():
         svc.start()
     yield procs

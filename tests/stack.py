@@ -26,6 +26,9 @@ PYTHON = str(REPO / ".venv" / "bin" / "python")
 NAMESPACE = os.environ.get("CHAINLOG_TEST_NAMESPACE", "test")
 API_PORT = int(os.environ.get("CHAINLOG_TEST_API_PORT", "18080"))
 API_URL = f"http://127.0.0.1:{API_PORT}"
+#: Metrics ports of the test services, derived from the API port so that
+#: parallel namespaces do not collide.
+METRICS_PORTS = {"chainer": API_PORT + 1001, "exporter": API_PORT + 1002}
 
 T = TypeVar("T")
 
@@ -64,6 +67,12 @@ class Service:
     @property
     def log_path(self) -> Path:
         return STATE / "logs" / f"{NAMESPACE}-{self.name}{self.instance}.log"
+
+    @classmethod
+    def with_metrics_port(
+        cls, name: str, env: dict[str, str], port: int, instance: str = ""
+    ) -> Service:
+        return cls(name, env | {"CHAINLOG_METRICS_PORT": str(port)}, instance=instance)
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} already runs"

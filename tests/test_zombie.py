@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.conftest import Workspace, event
-from tests.stack import Service, wait_until
+from tests.stack import METRICS_PORTS, Service, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ async def test_frozen_chainer_is_fenced_and_chains_stay_whole(
     env: dict[str, str],
 ) -> None:
     zombie = services["chainer"]
-    second = Service("chainer", env, instance="-b")
+    second = Service.with_metrics_port("chainer", env, METRICS_PORTS["chainer"] + 10, instance="-b")
     second.log_path.unlink(missing_ok=True)
     second.start()
     acked: list[str] = []

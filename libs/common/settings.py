@@ -46,6 +46,7 @@ class Settings:
     key_cache_seconds: int
     verify_max_breaks: int
     namespace: str
+    metrics_port: int | None
 
     @property
     def topics(self) -> Names:
@@ -75,4 +76,5 @@ class Settings:
             key_cache_seconds=_int(env, "CHAINLOG_KEY_CACHE_SECONDS", 5, 0),
             verify_max_breaks=_int(env, "CHAINLOG_VERIFY_MAX_BREAKS", 100, 1),
             namespace=env.get("CHAINLOG_NAMESPACE", ""),
+            metrics_port=_int(env, "CHAINLOG_METRICS_PORT", 0, 0) or None,
         )

@@ -6,14 +6,19 @@ import asyncio
 import signal
 
 import uvloop
+from prometheus_client import CollectorRegistry
 
+from libs.common import metrics
 from libs.common.logs import Logger
 from libs.common.settings import Settings
 from services.chainer.pipeline import Chainer
 
 
 async def main() -> None:
-    chainer = Chainer(Settings.from_env(), Logger("chainer"))
+    settings = Settings.from_env()
+    registry = CollectorRegistry()
+    metrics.serve(registry, settings.metrics_port or 9101)
+    chainer = Chainer(settings, Logger("chainer"), metrics.ChainerMetrics(registry))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, chainer.stop)

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from libs.common import deadletter, topics
 from libs.common.logs import Logger
+from libs.common.metrics import ChainerMetrics
 from libs.common.settings import Settings
 from services.chainer.logic import (
     IdemEntry,
@@ -52,9 +53,10 @@ class Chainer:
     from Kafka and resume from the committed offset.
     """
 
-    def __init__(self, settings: Settings, log: Logger) -> None:
+    def __init__(self, settings: Settings, log: Logger, metrics: ChainerMetrics) -> None:
         self.settings = settings
         self.log = log
+        self.metrics = metrics
         self.names = settings.topics
         self.group_id = self.names.group("chainer")
         self.owned: dict[int, Owned] = {}
@@ -195,15 +197,18 @@ class Chainer:
         if not records:
             return
         staged = Staged(owned.state)
+        started = time.perf_counter()
         now = time.time()
         out: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
         chained = 0
+        dead = 0
         for r in records:
             try:
                 ws, segment = chain_record(staged, r.value, now)
             except InvalidRecord as bad:
                 dlq = deadletter.headers(tp, r.offset, bad.reason, "chainer")
                 out.append((self.names.dead_letter, r.key, r.value or b"", dlq))
+                dead += 1
                 self.log.warning(
                     "chain.dead_lettered",
                     partition=tp.partition,
@@ -227,15 +232,22 @@ class Chainer:
             await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
             await producer.commit_transaction()
         except ProducerFenced:
+            self.metrics.transactions.labels("fenced").inc()
             self.log.warning("chainer.fenced", partition=tp.partition)
             await self._release(tp.partition)
             return
         except KafkaError as exc:
+            self.metrics.transactions.labels("failed").inc()
             self.log.error("chainer.transaction_failed", partition=tp.partition, error=repr(exc))
             await self._reset(owned)
             return
         staged.apply()
         owned.next_offset = next_offset
+        self.metrics.transactions.labels("committed").inc()
+        self.metrics.events.inc(chained)
+        self.metrics.duplicates.inc(staged.duplicates)
+        self.metrics.dead_lettered.inc(dead)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if staged.heads:
             last_ws, last_head = next(reversed(staged.heads.items()))
             self.log.info(

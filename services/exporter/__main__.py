@@ -6,14 +6,19 @@ import asyncio
 import signal
 
 import uvloop
+from prometheus_client import CollectorRegistry
 
+from libs.common import metrics
 from libs.common.logs import Logger
 from libs.common.settings import Settings
 from services.exporter.pipeline import Materialiser
 
 
 async def main() -> None:
-    materialiser = Materialiser(Settings.from_env(), Logger("exporter"))
+    settings = Settings.from_env()
+    registry = CollectorRegistry()
+    metrics.serve(registry, settings.metrics_port or 9102)
+    materialiser = Materialiser(settings, Logger("exporter"), metrics.ExporterMetrics(registry))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, materialiser.stop)

@@ -17,6 +17,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from libs.common import deadletter, topics
 from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
+from libs.common.metrics import ExporterMetrics
 from libs.common.settings import Settings
 from services.exporter.rows import COLUMNS, BadSegment, Row, segment_rows
 
@@ -55,8 +56,15 @@ class Materialiser:
     to the dead-letter topic first.
     """
 
-    def __init__(self, settings: Settings, log: Logger, source: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Logger,
+        metrics: ExporterMetrics,
+        source: str | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.names = settings.topics
         self.log = log
         self.source = source or self.names.chained
@@ -131,7 +139,9 @@ class Materialiser:
     async def _write(self, rows: list[Row], offsets: dict[TopicPartition, int]) -> None:
         if rows:
             columns = [list(c) for c in zip(*rows, strict=True)]
-            await self._insert(columns)
+            with self.metrics.write_seconds.time():
+                await self._insert(columns)
+            self.metrics.rows.inc(len(rows))
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
@@ -155,12 +165,14 @@ class Materialiser:
                 return
             except DATABASE_UNAVAILABLE as exc:
                 self.log.warning("store.database_unavailable", error=repr(exc), retry_in_s=delay)
+                self.metrics.database_retries.inc()
                 await self.pool.expire_connections()  # never reuse a half-broken one
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     async def _dead_letter(self, tp: TopicPartition, record: Any, reason: str) -> None:
         await deadletter.send(self.dlq, self.names.dead_letter, tp, record, reason, "exporter")
+        self.metrics.dead_lettered.inc()
         await self.dlq.flush()
         self.log.warning(
             "store.dead_lettered", partition=tp.partition, offset=record.offset, reason=reason

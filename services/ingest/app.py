@@ -14,16 +14,19 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from libs.common import errors, topics
 from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
+from libs.common.metrics import IngestMetrics
 from libs.common.settings import Settings
 from services.ingest import query
 from services.ingest.accept import Acceptor, Outcome
 from services.ingest.auth import KeyCache, Principal
+from services.ingest.instrument import RequestMetrics
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -83,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.close()
 
     app = FastAPI(title="Chainlog", version="0.1.0", lifespan=lifespan)
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.exception_handler(errors.ApiError)
     async def api_error(_: Request, exc: errors.ApiError) -> Response:
@@ -117,6 +123,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         who.require(scope)
         return who
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    def count(outcome: Outcome) -> None:
+        duplicates = sum(1 for r in outcome.results if r.get("status") == "duplicate")
+        metrics.events.labels("queued").inc(outcome.accepted)
+        metrics.events.labels("duplicate").inc(duplicates)
+        metrics.events.labels("rejected").inc(outcome.rejected)
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return json_response({"status": "ok"})
@@ -126,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         who = await principal(request, "ingest")
         body = await read_json(request, settings.max_body_bytes)
         outcome: Outcome = await state["acceptor"].accept(who.workspace_id, [body], "")
+        count(outcome)
         result = outcome.results[0]
         if result["status"] == "rejected":
             raise errors.validation_failed(result["violations"])
@@ -150,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ]
             )
         outcome = await state["acceptor"].accept(who.workspace_id, events, "events[{i}].")
+        count(outcome)
         if outcome.accepted == 0 and outcome.rejected:
             violations = [v for r in outcome.results for v in r.get("violations", [])]
             raise errors.validation_failed(violations, "no event in the batch is valid")

@@ -1,0 +1,86 @@
+"""Prometheus metrics, one registry per process, passed in (never global).
+
+Names are ``chainlog_<service>_<what>``. Consumers serve theirs on
+``CHAINLOG_METRICS_PORT`` (chainer 9101, exporter 9102 by default); the
+gateway serves ``/metrics`` on its API port.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "chainlog_ingest_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "chainlog_ingest_request_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.events = Counter(
+            "chainlog_ingest_events",
+            "Events answered, by outcome (queued, duplicate, rejected)",
+            ["outcome"],
+            registry=registry,
+        )
+
+
+class ChainerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter("chainlog_chainer_events", "Events chained", registry=registry)
+        self.duplicates = Counter(
+            "chainlog_chainer_duplicates", "Events dropped by idempotency key", registry=registry
+        )
+        self.dead_lettered = Counter(
+            "chainlog_chainer_dead_lettered",
+            "Raw records sent to the dead-letter topic",
+            registry=registry,
+        )
+        self.transactions = Counter(
+            "chainlog_chainer_transactions",
+            "Kafka transactions by outcome (committed, failed, fenced)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "chainlog_chainer_batch_seconds",
+            "Time to chain and commit one partition's batch",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+
+
+class ExporterMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Counter("chainlog_exporter_rows", "Event rows written", registry=registry)
+        self.dead_lettered = Counter(
+            "chainlog_exporter_dead_lettered",
+            "Chained records sent to the dead-letter topic",
+            registry=registry,
+        )
+        self.write_seconds = Histogram(
+            "chainlog_exporter_write_seconds",
+            "Time to write one batch to PostgreSQL",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.database_retries = Counter(
+            "chainlog_exporter_database_retries",
+            "Writes retried while the database was away",
+            registry=registry,
+        )
+
+
+def serve(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` from a background thread."""
+    start_http_server(port, addr=host, registry=registry)
