@@ -152,6 +152,17 @@ class Verification:
         else:
             self.truncated = True
 
+    def extend(self, later: Verification) -> None:
+        """Append the result of the range that follows this one."""
+        self.events_checked += later.events_checked
+        if self.first_seq is None:
+            self.first_seq = later.first_seq
+        if later.last_seq is not None:
+            self.last_seq, self.head_hash = later.last_seq, later.head_hash
+        for brk in later.breaks:
+            self.add(brk)
+        self.truncated = self.truncated or later.truncated
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "valid": self.valid,
@@ -261,6 +272,12 @@ class Verifier:
             res.last_seq = seq
         if self._prev is not None and res.last_seq is not None:
             res.head_hash = self._prev.hex()
+
+    def close(self, last_expected_seq: int) -> None:
+        """End of a range that MUST reach ``last_expected_seq``: missing tail rows are a gap."""
+        if self._next_seq <= last_expected_seq:
+            expected = self._prev.hex() if self._prev is not None else None
+            self.result.add(Break(self._next_seq, None, "gap", expected, None))
 
     def feed(self, rows: Iterable[StoredEvent]) -> None:
         """Rows with hex hashes and the row's own event id (also checked)."""

@@ -45,6 +45,7 @@ class Settings:
     max_batch_events: int
     key_cache_seconds: int
     verify_max_breaks: int
+    verify_parallel_min: int
     namespace: str
     metrics_port: int | None
 
@@ -75,6 +76,8 @@ class Settings:
             max_batch_events=_int(env, "CHAINLOG_MAX_BATCH_EVENTS", 1000, 1),
             key_cache_seconds=_int(env, "CHAINLOG_KEY_CACHE_SECONDS", 5, 0),
             verify_max_breaks=_int(env, "CHAINLOG_VERIFY_MAX_BREAKS", 100, 1),
+            # chains at least this long are verified by two processes; 0: never
+            verify_parallel_min=_int(env, "CHAINLOG_VERIFY_PARALLEL_MIN", 200_000, 0),
             namespace=env.get("CHAINLOG_NAMESPACE", ""),
             metrics_port=_int(env, "CHAINLOG_METRICS_PORT", 0, 0) or None,
         )

@@ -6,7 +6,10 @@ request models: this is the hot path, and every error must name its field.
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +30,7 @@ from services.ingest import query
 from services.ingest.accept import Acceptor, Outcome
 from services.ingest.auth import KeyCache, Principal
 from services.ingest.instrument import RequestMetrics
+from services.ingest.verify import verify as verify_chain
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -78,10 +82,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await producer.start()
         state.update(pool=pool, producer=producer, keys=KeyCache(pool, settings.key_cache_seconds))
         state["acceptor"] = Acceptor(producer, pool, settings.topics.raw)
+        # Two processes check the halves of a long chain in parallel. Spawned
+        # (not forked: this process runs an event loop and threads) and
+        # started now, so the first verify does not pay for it.
+        workers = None
+        if settings.verify_parallel_min:
+            workers = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+            await asyncio.gather(
+                *(asyncio.get_running_loop().run_in_executor(workers, int) for _ in range(2))
+            )
+        state["verify_workers"] = workers
         log.info("ingest.started", bootstrap=settings.kafka_bootstrap)
         try:
             yield
         finally:
+            if workers is not None:
+                workers.shutdown(cancel_futures=True)
             await producer.stop()
             await pool.close()
 
@@ -195,8 +211,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/v1/verify")
     async def verify(request: Request) -> Response:
         who = await principal(request, "read")
-        result = await query.verify(
-            state["pool"], who.workspace_id, request.query_params, settings.verify_max_breaks
+        result = await verify_chain(
+            state["pool"],
+            who.workspace_id,
+            request.query_params,
+            max_breaks=settings.verify_max_breaks,
+            workers=state["verify_workers"],
+            dsn=settings.database_url,
+            parallel_min=settings.verify_parallel_min,
         )
         return json_response(result)
 

@@ -1,4 +1,4 @@
-"""Reading events back: filters, cursor paging, one event, verification.
+"""Reading events back: filters, cursor paging, one event.
 
 Every event served is the stored canonical body (what was hashed) plus
 ``hash`` and the derived, unhashed ``ip_country`` and ``ip_city``.
@@ -6,7 +6,6 @@ Every event served is the stored canonical body (what was hashed) plus
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import Mapping
@@ -17,14 +16,12 @@ import asyncpg
 import orjson
 
 from libs.common import errors
-from libs.common.chain import ZERO_HASH, Verifier
 from libs.common.timeutil import parse_rfc3339
+from services.ingest.verify import MAX_SEQ
 
 MAX_LIMIT = 100
 #: The largest seq PostgreSQL can hold (bigint); a larger one is a client error.
-MAX_SEQ = 2**63 - 1
 DEFAULT_LIMIT = 25
-VERIFY_CHUNK = 20_000
 
 FILTERS = (
     "action",
@@ -165,68 +162,3 @@ async def get_event(pool: asyncpg.Pool, workspace_id: str, event_id: str) -> dic
     if row is None:
         raise errors.not_found(f"no event {event_id} in this workspace")
     return render(row)
-
-
-def _seq_param(params: Mapping[str, str], name: str) -> int | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-        if not 1 <= value <= MAX_SEQ:
-            raise ValueError
-        return value
-    except ValueError:
-        raise errors.validation_failed(
-            [{"field": name, "message": f"{name} must be an integer from 1 to {MAX_SEQ}"}]
-        ) from None
-
-
-async def verify(
-    pool: asyncpg.Pool, workspace_id: str, params: Mapping[str, str], max_breaks: int
-) -> dict[str, Any]:
-    """Stream the workspace's chain in seq order and check every link.
-
-    Rows arrive through a server-side cursor in chunks; each chunk is hashed
-    in a worker thread, so neither memory nor the event loop is held by a
-    long chain.
-    """
-    from_seq = _seq_param(params, "from_seq") or 1
-    to_seq = _seq_param(params, "to_seq")
-    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        prev: str | None = ZERO_HASH
-        if from_seq > 1:
-            h = await conn.fetchval(
-                "SELECT hash FROM events WHERE workspace_id = $1 AND seq = $2",
-                workspace_id,
-                from_seq - 1,
-            )
-            prev = h.hex() if h is not None else None
-        verifier = Verifier(
-            workspace_id,
-            expected_first_seq=from_seq,
-            expected_prev_hash=prev,
-            max_breaks=max_breaks,
-        )
-        # Walk the primary key in order. Left alone, the planner prefers a
-        # parallel scan and an on-disk sort of the whole chain, several
-        # times slower and nothing streamed until the sort ends.
-        await conn.execute(
-            "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off;"
-            " SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0;"
-            " SET LOCAL jit = off"
-        )
-        cursor = await conn.cursor(
-            "SELECT seq, prev_hash, hash, body FROM events"
-            " WHERE workspace_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
-            workspace_id,
-            from_seq,
-            to_seq if to_seq is not None else MAX_SEQ,
-        )
-        # PostgreSQL reads the next chunk while this one is hashed: the
-        # database and the verifier then run on different cores.
-        pending = asyncio.ensure_future(cursor.fetch(VERIFY_CHUNK))
-        while rows := await pending:
-            pending = asyncio.ensure_future(cursor.fetch(VERIFY_CHUNK))
-            await asyncio.to_thread(verifier.feed_raw, rows)
-    return verifier.result.as_dict()

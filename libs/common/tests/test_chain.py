@@ -534,3 +534,40 @@ def test_nested_seq_and_prev_hash_keys_take_the_parsing_path() -> None:
         (3, "chain_break"),
         (4, "chain_break"),
     ]
+
+
+def _walk_split(rows: list[StoredEvent], start: int, end: int, mid: int) -> dict[str, Any]:
+    """Verify [start, end] as two halves joined the way the API joins them."""
+
+    def raw(part: list[StoredEvent]) -> list[tuple[int, bytes, bytes, bytes]]:
+        return [(r.seq, bytes.fromhex(r.prev_hash), bytes.fromhex(r.hash), r.body) for r in part]
+
+    by_seq = {r.seq: r for r in rows}
+    before = by_seq.get(mid - 1)
+    first = Verifier(WS, expected_first_seq=start, expected_prev_hash=ZERO_HASH)
+    first.feed_raw(raw([r for r in rows if start <= r.seq < mid]))
+    first.close(mid - 1)
+    second = Verifier(
+        WS, expected_first_seq=mid, expected_prev_hash=before.hash if before else None
+    )
+    second.feed_raw(raw([r for r in rows if mid <= r.seq <= end]))
+    first.result.extend(second.result)
+    return first.result.as_dict()
+
+
+@pytest.mark.parametrize("damage", ["none", "delete", "tamper", "relink"])
+def test_two_halves_report_exactly_what_one_walk_reports(damage: str) -> None:
+    for at in range(1, 9):
+        rows = _chain(8)
+        if damage == "delete":
+            del rows[at - 1]
+        elif damage == "tamper":
+            r = rows[at - 1]
+            rows[at - 1] = StoredEvent(r.seq, r.event_id, r.prev_hash, r.hash, r.body + b" ")
+        elif damage == "relink":
+            r = rows[at - 1]
+            rows[at - 1] = StoredEvent(r.seq, r.event_id, "ab" * 32, r.hash, r.body)
+        one = Verifier(WS, expected_first_seq=1, expected_prev_hash=ZERO_HASH)
+        one.feed(rows)
+        for mid in range(2, 9):
+            assert _walk_split(rows, 1, 8, mid) == one.result.as_dict(), (damage, at, mid)
