@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -83,39 +84,38 @@ async def _walk(
                 verifier.feed_raw(rows)
 
 
-async def _range(
-    dsn: str,
-    workspace_id: str,
-    start: int,
-    end: int,
-    prev: str | None,
-    max_breaks: int,
-    close: bool,
-) -> Verification:
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One half of a split verify: its seq range and where it starts from."""
+
+    start: int
+    end: int
+    prev_hash: str | None
+    must_reach_end: bool
+
+
+async def _span(dsn: str, workspace_id: str, span: Span, max_breaks: int) -> Verification:
     conn = await asyncpg.connect(dsn)
     try:
         verifier = Verifier(
-            workspace_id, expected_first_seq=start, expected_prev_hash=prev, max_breaks=max_breaks
+            workspace_id,
+            expected_first_seq=span.start,
+            expected_prev_hash=span.prev_hash,
+            max_breaks=max_breaks,
         )
-        await _walk(conn, verifier, workspace_id, start, end, offload=False)
-        if close:
-            verifier.close(end)
+        await _walk(conn, verifier, workspace_id, span.start, span.end, offload=False)
+        if span.must_reach_end:
+            verifier.close(span.end)
         return verifier.result
     finally:
         await conn.close()
 
 
-def verify_range_in_process(
-    dsn: str,
-    workspace_id: str,
-    start: int,
-    end: int,
-    prev: str | None,
-    max_breaks: int,
-    close: bool,
+def verify_span_in_process(
+    dsn: str, workspace_id: str, span: Span, max_breaks: int
 ) -> Verification:
-    """Entry point of a worker process: one range, its own connection."""
-    return asyncio.run(_range(dsn, workspace_id, start, end, prev, max_breaks, close))
+    """Entry point of a worker process: one span, its own connection."""
+    return asyncio.run(_span(dsn, workspace_id, span, max_breaks))
 
 
 async def verify(
@@ -149,29 +149,14 @@ async def verify(
         mid = from_seq + (last - from_seq + 1) // 2
         prev_mid = await _hash_at(conn, workspace_id, mid - 1)
     loop = asyncio.get_running_loop()
+    spans = (Span(from_seq, mid - 1, prev, True), Span(mid, last, prev_mid, False))
     first, second = await asyncio.gather(
-        loop.run_in_executor(
-            workers,
-            verify_range_in_process,
-            dsn,
-            workspace_id,
-            from_seq,
-            mid - 1,
-            prev,
-            max_breaks,
-            True,
-        ),
-        loop.run_in_executor(
-            workers,
-            verify_range_in_process,
-            dsn,
-            workspace_id,
-            mid,
-            last,
-            prev_mid,
-            max_breaks,
-            False,
-        ),
+        *(
+            loop.run_in_executor(
+                workers, verify_span_in_process, dsn, workspace_id, span, max_breaks
+            )
+            for span in spans
+        )
     )
     first.extend(second)
     return first.as_dict()
