@@ -114,6 +114,7 @@ async def measure(
     clients: int,
     duration_s: float,
     drain_timeout_s: float,
+    requests_per_s: float | None = None,
 ) -> dict[str, Any]:
     """Load ``target`` for ``duration_s``, then wait until every acked event is queryable.
 
@@ -128,6 +129,8 @@ async def measure(
             clients=clients,
             duration_s=duration_s,
             on_sample=probe.expect,
+            requests_per_s=requests_per_s,
+            sample_every=1 if requests_per_s else 10,
         )
         backlog = max(0, load.events_acked - probe.visible)
         visible_at = await probe.wait_for(load.events_acked, drain_timeout_s)

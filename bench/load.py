@@ -84,8 +84,12 @@ async def run_load(
     max_requests: int | None = None,
     sample_every: int = 10,
     on_sample: OnSample | None = None,
+    requests_per_s: float | None = None,
 ) -> LoadResult:
     """Post batches until ``duration_s`` has passed or ``max_requests`` were sent.
+
+    Closed loop by default; with ``requests_per_s`` each client paces itself
+    so that all of them together offer that rate (an open, steady load).
 
     Every ``sample_every``-th acknowledged request hands the id of its last
     event to ``on_sample``, with the time of the acknowledgement.
@@ -101,8 +105,14 @@ async def run_load(
         res.started = time.perf_counter()
         deadline = res.started + duration_s if duration_s is not None else float("inf")
 
-        async def client() -> None:
+        interval = clients / requests_per_s if requests_per_s else 0.0
+
+        async def client(k: int) -> None:
+            due = res.started + k * interval / clients
             while time.perf_counter() < deadline:
+                if interval:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                    due += interval
                 n = next(tickets)
                 if max_requests is not None and n >= max_requests:
                     return
@@ -110,7 +120,7 @@ async def run_load(
                     http, bodies[n % len(bodies)], send_headers, res, n, sample_every, on_sample
                 )
 
-        await asyncio.gather(*(client() for _ in range(clients)))
+        await asyncio.gather(*(client(k) for k in range(clients)))
         res.cpu_s = time.process_time() - cpu0
     return res
 

@@ -101,6 +101,17 @@ def table(res: dict[str, Any]) -> str:
     both("acked events/s", "acked_events_per_s")
     p50_p99("ack latency p50 / p99, ms", "ack_latency", 1)
     p50_p99("freshness ack → queryable p50 / p99, ms", "freshness")
+    st = res.get("steady")
+    if st and "freshness" in st:
+        offered = _n(_get(st, "offered_events_per_s"))
+        rows.append(
+            (
+                f"freshness at a steady {offered} events/s (half), p50 / p99, ms",
+                f"{_n(_get(st, 'freshness', 'p50_ms'))} / {_n(_get(st, 'freshness', 'p99_ms'))}",
+                "",
+                "",
+            )
+        )
     both("backlog at end of load, events", "backlog_at_load_end")
     both("drain after load, s", "drain_after_load_s", digits=2)
     both("all acked events queryable", "all_queryable")

@@ -105,7 +105,9 @@ class Bench:
         self.api = f"http://127.0.0.1:{settings.api_port}"
         self.bodies = make_bodies(DISTINCT_BODIES, cfg.batch)
 
-    async def chainlog_load(self, name: str, duration_s: float) -> dict[str, Any]:
+    async def chainlog_load(
+        self, name: str, duration_s: float, requests_per_s: float | None = None
+    ) -> dict[str, Any]:
         workspace_id, key = await new_workspace(self.pool, name)
         target = Target(
             "chainlog", self.api, {"authorization": f"Bearer {key}"}, "events", workspace_id
@@ -117,10 +119,17 @@ class Bench:
             clients=self.cfg.clients,
             duration_s=duration_s,
             drain_timeout_s=self.cfg.drain_timeout_s,
+            requests_per_s=requests_per_s,
         )
 
     async def chainlog(self) -> dict[str, Any]:
         return await self.chainlog_load("bench-e2e", self.cfg.duration)
+
+    async def steady(self, saturated_events_per_s: float) -> dict[str, Any]:
+        """Freshness under a steady load at half what the pipeline sustains."""
+        rate = STEADY_FRACTION * saturated_events_per_s / self.cfg.batch
+        out = await self.chainlog_load("bench-steady", STEADY_SECONDS, requests_per_s=rate)
+        return {"offered_events_per_s": rate * self.cfg.batch, **out}
 
     async def profiled(self, services: Services) -> dict[str, Any]:
         pids = {n: services.pid(n) for n in ("ingest", *PIPELINE)}
@@ -165,6 +174,15 @@ class Bench:
         return {"workspace_id": workspace_id, **info, **await time_verify(self.api, key, n)}
 
 
+STEADY_FRACTION = 0.5
+STEADY_SECONDS = 20.0
+
+
+def _get_rate(res: dict[str, Any]) -> float | None:
+    rate = res.get("chainlog", {}).get("e2e_events_per_s")
+    return float(rate) if rate else None
+
+
 async def phase(
     res: dict[str, Any], name: str, run: Callable[[], Awaitable[dict[str, Any]]], pool: asyncpg.Pool
 ) -> None:
@@ -203,6 +221,9 @@ async def main(cfg: Config) -> dict[str, Any]:
         await wait_http(f"http://127.0.0.1:{settings.api_port}/healthz")
         bench = Bench(cfg, settings, pool)
         await phase(res, "chainlog", bench.chainlog, pool)
+        saturated = _get_rate(res)
+        if saturated:
+            await phase(res, "steady", lambda: bench.steady(saturated), pool)
         if cfg.profile:
             await phase(res, "profile", lambda: bench.profiled(services), pool)
         if not cfg.skip_chainer:

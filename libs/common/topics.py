@@ -14,6 +14,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+#: How long a consumer's fetch may wait at the broker for data. Short, so
+#: an event crosses each hop quickly when traffic is light.
+FETCH_MAX_WAIT_MS = 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ class Chainer:
             isolation_level="read_committed",
             max_partition_fetch_bytes=topics.MAX_MESSAGE_BYTES,
             fetch_max_bytes=4 * topics.MAX_MESSAGE_BYTES,
+            fetch_max_wait_ms=topics.FETCH_MAX_WAIT_MS,
         )
         # Reads the compacted state topics; read_committed, so it sees
         # exactly what committed transactions wrote.

@@ -78,6 +78,7 @@ class Materialiser:
             isolation_level="read_committed",
             max_partition_fetch_bytes=topics.MAX_MESSAGE_BYTES,
             fetch_max_bytes=4 * topics.MAX_MESSAGE_BYTES,
+            fetch_max_wait_ms=topics.FETCH_MAX_WAIT_MS,
         )
         self.dlq = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
