@@ -256,44 +256,48 @@ class Verifier:
             return Break(seq, event_id or _id_of(body), "chain_break", expected_hex, wrong)
         return None
 
+    def _step(
+        self, seq: int, event_id: str | None, prev_col: bytes, stored: bytes, body: bytes
+    ) -> None:
+        res = self.result
+        if res.first_seq is None:
+            res.first_seq = seq
+        res.events_checked += 1
+        brk = self._check(seq, event_id, prev_col, stored, body)
+        if brk is not None:
+            res.add(brk)
+        self._next_seq = seq + 1
+        self._prev = stored
+        res.last_seq = seq
+
+    def _end_chunk(self) -> None:
+        if self._prev is not None and self.result.last_seq is not None:
+            self.result.head_hash = self._prev.hex()
+
     def feed_raw(self, rows: Iterable[RawRow]) -> None:
         """The fast path: rows as ``(seq, prev_hash, hash, body)``, hashes raw."""
-        res = self.result
-        check = self._check
+        step = self._step
         for seq, prev_col, stored, body in rows:
-            if res.first_seq is None:
-                res.first_seq = seq
-            res.events_checked += 1
-            brk = check(seq, None, prev_col, stored, body)
-            if brk is not None:
-                res.add(brk)
-            self._next_seq = seq + 1
-            self._prev = stored
-            res.last_seq = seq
-        if self._prev is not None and res.last_seq is not None:
-            res.head_hash = self._prev.hex()
+            step(seq, None, prev_col, stored, body)
+        self._end_chunk()
+
+    def feed(self, rows: Iterable[StoredEvent]) -> None:
+        """Rows with hex hashes and the row's own event id (also checked)."""
+        for row in rows:
+            self._step(
+                row.seq,
+                row.event_id,
+                bytes.fromhex(row.prev_hash),
+                bytes.fromhex(row.hash),
+                row.body,
+            )
+        self._end_chunk()
 
     def close(self, last_expected_seq: int) -> None:
         """End of a range that MUST reach ``last_expected_seq``: missing tail rows are a gap."""
         if self._next_seq <= last_expected_seq:
             expected = self._prev.hex() if self._prev is not None else None
             self.result.add(Break(self._next_seq, None, "gap", expected, None))
-
-    def feed(self, rows: Iterable[StoredEvent]) -> None:
-        """Rows with hex hashes and the row's own event id (also checked)."""
-        res = self.result
-        for row in rows:
-            if res.first_seq is None:
-                res.first_seq = row.seq
-            res.events_checked += 1
-            stored = bytes.fromhex(row.hash)
-            brk = self._check(row.seq, row.event_id, bytes.fromhex(row.prev_hash), stored, row.body)
-            if brk is not None:
-                res.add(brk)
-            self._next_seq = row.seq + 1
-            self._prev = stored
-            res.last_seq = row.seq
-            res.head_hash = row.hash
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:
