@@ -42,6 +42,10 @@ class Names:
         return self._n("audit.events.chained")
 
     @property
+    def enriched(self) -> str:
+        return self._n("audit.events.enriched")
+
+    @property
     def heads(self) -> str:
         return self._n("audit.chain.heads")
 
@@ -70,6 +74,7 @@ def specs(names: Names) -> tuple[TopicSpec, ...]:
     return (
         TopicSpec(names.raw, {**_BIG, "retention.ms": str(7 * 86_400_000)}),
         TopicSpec(names.chained, {**_BIG, "retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(names.enriched, {**_BIG, "retention.ms": str(30 * 86_400_000)}),
         # Heads MUST never expire: a lost head would restart a chain at seq 1.
         TopicSpec(names.heads, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
         # Idempotency keys are kept for their 24-hour window and then some.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from libs.common import deadletter, topics
+from libs.common import deadletter, kafka
 from libs.common.logs import Logger
 from libs.common.metrics import ChainerMetrics
 from libs.common.settings import Settings
@@ -62,16 +62,7 @@ class Chainer:
         self.owned: dict[int, Owned] = {}
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=topics.MAX_MESSAGE_BYTES,
-            fetch_max_bytes=4 * topics.MAX_MESSAGE_BYTES,
-            fetch_max_wait_ms=topics.FETCH_MAX_WAIT_MS,
-        )
+        self.consumer = kafka.consumer(settings, group=self.group_id)
         # Reads the compacted state topics; read_committed, so it sees
         # exactly what committed transactions wrote.
         self.state_reader = AIOKafkaConsumer(
@@ -139,15 +130,12 @@ class Chainer:
             )
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        return kafka.producer(
+            self.settings,
             # Namespaced like the group: transactional ids are broker-wide, and a
             # second installation (a test namespace) must not fence this one.
             transactional_id=f"{self.group_id}-p{partition}",
-            acks="all",
-            enable_idempotence=True,
             linger_ms=5,
-            max_request_size=topics.MAX_MESSAGE_BYTES + 1024 * 1024,
         )
 
     async def _release(self, partition: int) -> None:

@@ -1,4 +1,4 @@
-"""The exporter's materialiser: chained records into the events table.
+"""The exporter's materialiser: enriched records into the events table.
 
 At-least-once from Kafka, made exactly-once by the table: rows are keyed by
 ``(workspace_id, seq)`` and inserted with ``ON CONFLICT DO NOTHING``, and
@@ -11,10 +11,10 @@ import asyncio
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from libs.common import deadletter, topics
+from libs.common import deadletter, kafka
 from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
 from libs.common.metrics import ExporterMetrics
@@ -67,25 +67,10 @@ class Materialiser:
         self.metrics = metrics
         self.names = settings.topics
         self.log = log
-        self.source = source or self.names.chained
+        self.source = source or self.names.enriched
         self.stopping = asyncio.Event()
-        self.consumer = AIOKafkaConsumer(
-            self.source,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=self.names.group("exporter"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=topics.MAX_MESSAGE_BYTES,
-            fetch_max_bytes=4 * topics.MAX_MESSAGE_BYTES,
-            fetch_max_wait_ms=topics.FETCH_MAX_WAIT_MS,
-        )
-        self.dlq = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            max_request_size=topics.MAX_MESSAGE_BYTES + 1024 * 1024,
-        )
+        self.consumer = kafka.consumer(settings, self.source, group=self.names.group("exporter"))
+        self.dlq = kafka.producer(settings)
         self.pool: asyncpg.Pool | None = None
 
     async def run(self) -> None:
@@ -131,7 +116,7 @@ class Materialiser:
         for tp, records in batches.items():
             for r in records:
                 try:
-                    rows.extend(segment_rows(r.value))
+                    rows.extend(segment_rows(r.value, r.headers))
                 except BadSegment as bad:
                     await self._dead_letter(tp, r, bad.reason)
             offsets[tp] = records[-1].offset + 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from libs.common import enrichment
 from libs.common.chain import iter_segment
 
 #: Columns written, in order (see migrations/001_spine.sql).
@@ -48,11 +49,18 @@ def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def segment_rows(value: bytes | None, enrichment: dict[str, Any] | None = None) -> Iterator[Row]:
-    """Rows of one chained record; raises BadSegment if any line is unusable."""
+def segment_rows(
+    value: bytes | None, headers: Sequence[tuple[str, bytes]] | None = None
+) -> Iterator[Row]:
+    """Rows of one enriched record; raises BadSegment if any line is unusable.
+
+    The geolocation comes from the enricher's header, one entry per line.
+    """
     if not value:
         raise BadSegment("empty record")
-    for digest, body in iter_segment(value):
+    lines = list(iter_segment(value))
+    geo = enrichment.decode(headers, len(lines))
+    for (digest, body), (country, city) in zip(lines, geo, strict=True):
         try:
             ev = orjson.loads(body)
             received = _ts(ev["received_at"])
@@ -76,8 +84,8 @@ def segment_rows(value: bytes | None, enrichment: dict[str, Any] | None = None) 
                 ev.get("session_id"),
                 orjson.dumps(targets).decode() if targets else None,
                 search,
-                None,
-                None,
+                country,
+                city,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise BadSegment(f"unusable chained line: {exc!r}") from None
