@@ -41,8 +41,9 @@ def settings(env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def services(env: dict[str, str]) -> Iterator[dict[str, Service]]:
     procs = {
-        "chainer": Service.with_metrics_port("chainer", env, METRICS_PORTS["chainer"]),
-        "exporter": Service.with_metrics_port("exporter", env, METRICS_PORTS["exporter"]),
+        name: Service.with_metrics_port(name, env, METRICS_PORTS[name])
+        for name in ("chainer", "enricher", "exporter", "alerter")
+    } | {
         "ingest": Service("ingest", env),
     }
     for svc in procs.values():

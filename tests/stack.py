@@ -28,7 +28,16 @@ API_PORT = int(os.environ.get("CHAINLOG_TEST_API_PORT", "18080"))
 API_URL = f"http://127.0.0.1:{API_PORT}"
 #: Metrics ports of the test services, derived from the API port so that
 #: parallel namespaces do not collide.
-METRICS_PORTS = {"chainer": API_PORT + 1001, "exporter": API_PORT + 1002}
+METRICS_PORTS = {
+    "chainer": API_PORT + 1001,
+    "exporter": API_PORT + 1002,
+    "enricher": API_PORT + 1003,
+    "alerter": API_PORT + 1004,
+}
+#: The suite's own SMTP server (aiosmtpd, in the test process).
+SMTP_PORT = API_PORT + 1025
+#: The deterministic GeoIP database the suite builds (tests/geoip_fixture.py).
+GEOIP_DATABASE = STATE / f"{NAMESPACE}-geoip.mmdb"
 
 T = TypeVar("T")
 
@@ -43,6 +52,14 @@ def stack_env() -> dict[str, str]:
         # Verify even short chains in two halves, so every verification in
         # the suite also checks how the halves are joined.
         CHAINLOG_VERIFY_PARALLEL_MIN="4",
+        CHAINLOG_GEOIP_DATABASE=str(GEOIP_DATABASE),
+        # Test receivers listen on 127.0.0.1.
+        CHAINLOG_ALLOW_PRIVATE_DESTINATIONS="true",
+        CHAINLOG_SMTP_HOST="127.0.0.1",
+        CHAINLOG_SMTP_PORT=str(SMTP_PORT),
+        CHAINLOG_SMTP_SENDER="alerts@chainlog.test",
+        CHAINLOG_WEBHOOK_TIMEOUT_SECONDS="3",
+        CHAINLOG_WEBHOOK_BACKOFF_BASE_MS="200",
     )
     return env
 
@@ -53,6 +70,9 @@ def ensure_infra(env: dict[str, str]) -> None:
         subprocess.run(
             ["bash", str(REPO / "deploy" / "local" / script), "start"], check=True, env=env
         )
+    from tests.geoip_fixture import write_test_database
+
+    write_test_database(GEOIP_DATABASE)
     chainlog = str(REPO / ".venv" / "bin" / "chainlog")
     subprocess.run([chainlog, "migrate"], check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run([chainlog, "topics"], check=True, env=env, stdout=subprocess.DEVNULL)

@@ -9,10 +9,13 @@ set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(chainer exporter ingest)
+SERVICES=(chainer enricher exporter alerter ingest)
 RUN="${STATE}/run"
 PY="${REPO}/.venv/bin/python"
 API_PORT="${CHAINLOG_API_PORT:-8080}"
+# The local stack may deliver webhooks and log streams to 127.0.0.1 (test
+# receivers, a local SIEM); the container images may not.
+export CHAINLOG_ALLOW_PRIVATE_DESTINATIONS="${CHAINLOG_ALLOW_PRIVATE_DESTINATIONS:-true}"
 
 start_one() {
     local name="$1" pidfile="${RUN}/$1.pid"

@@ -37,13 +37,27 @@ def topics_cmd() -> None:
 
 
 @workspace.command("create")
-def workspace_create(name: str) -> None:
+def workspace_create(
+    name: str,
+    owner_email: str = typer.Option(
+        "", help="The owner's address: alert email goes to owners and admins."
+    ),
+) -> None:
     """Create a workspace; prints its id and an API key with every scope (shown once)."""
 
     async def run() -> tuple[str, keys.NewKey]:
         conn = await asyncpg.connect(Settings.from_env().database_admin_url)
         try:
-            return await keys.create_workspace(conn, name)
+            async with conn.transaction():
+                workspace_id, key = await keys.create_workspace(conn, name)
+                if owner_email:
+                    await conn.execute(
+                        "INSERT INTO workspace_members (workspace_id, email, role)"
+                        " VALUES ($1, $2, 'owner')",
+                        workspace_id,
+                        owner_email,
+                    )
+            return workspace_id, key
         finally:
             await conn.close()
 

@@ -1,13 +1,13 @@
 """Prometheus metrics, one registry per process, passed in (never global).
 
 Names are ``chainlog_<service>_<what>``. Consumers serve theirs on
-``CHAINLOG_METRICS_PORT`` (chainer 9101, exporter 9102 by default); the
+``CHAINLOG_METRICS_PORT`` (chainer 9101, exporter 9102, enricher 9103, alerter 9104 by default); the
 gateway serves ``/metrics`` on its API port.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -77,6 +77,48 @@ class ExporterMetrics:
         self.database_retries = Counter(
             "chainlog_exporter_database_retries",
             "Writes retried while the database was away",
+            registry=registry,
+        )
+
+
+class EnricherMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter("chainlog_enricher_events", "Events enriched", registry=registry)
+        self.cache_hits = Gauge(
+            "chainlog_enricher_cache_hits", "GeoIP lookups answered by the cache", registry=registry
+        )
+        self.cache_misses = Gauge(
+            "chainlog_enricher_cache_misses",
+            "GeoIP lookups that read the database",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "chainlog_enricher_batch_seconds",
+            "Time to enrich and publish one batch",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+
+
+class AlerterMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter("chainlog_alerter_events", "Events evaluated", registry=registry)
+        self.alerts = Counter("chainlog_alerter_alerts", "Alerts raised", registry=registry)
+        self.conflicts = Counter(
+            "chainlog_alerter_conflicts",
+            "Batches refused because another member had advanced the workspace",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "chainlog_alerter_batch_seconds",
+            "Time to evaluate and commit one batch",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "chainlog_alerter_delivery_attempts",
+            "Delivery attempts by channel and outcome (delivered, retry, failed)",
+            ["channel", "outcome"],
             registry=registry,
         )
 

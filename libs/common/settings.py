@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from libs.common.topics import Names
@@ -32,6 +32,17 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     state_dir: Path
@@ -48,6 +59,27 @@ class Settings:
     verify_parallel_min: int
     namespace: str
     metrics_port: int | None
+    #: MaxMind DB for the enricher; None: the bundled GeoLite2-City database.
+    geoip_database: Path | None
+    #: Let webhooks and log streams reach loopback, private and link-local
+    #: addresses (the local stack allows it; container images do not).
+    allow_private_destinations: bool
+    #: The key that encrypts stored secrets (webhook secrets, SIEM tokens):
+    #: base64 in CHAINLOG_SECRET_KEY, or a file generated on first use.
+    secret_key: str | None = field(repr=False)
+    secret_key_file: Path
+    #: Where links in alert email point.
+    public_url: str
+    smtp_host: str | None
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: str | None = field(repr=False)
+    smtp_starttls: bool
+    smtp_tls: bool
+    smtp_sender: str
+    webhook_timeout_s: int
+    #: The first retry's wait; later ones grow threefold (services/alerter/webhook.py).
+    webhook_backoff_base_ms: int
 
     @property
     def topics(self) -> Names:
@@ -80,4 +112,21 @@ class Settings:
             verify_parallel_min=_int(env, "CHAINLOG_VERIFY_PARALLEL_MIN", 200_000, 0),
             namespace=env.get("CHAINLOG_NAMESPACE", ""),
             metrics_port=_int(env, "CHAINLOG_METRICS_PORT", 0, 0) or None,
+            geoip_database=Path(env["CHAINLOG_GEOIP_DATABASE"])
+            if env.get("CHAINLOG_GEOIP_DATABASE")
+            else None,
+            allow_private_destinations=_bool(env, "CHAINLOG_ALLOW_PRIVATE_DESTINATIONS", False),
+            secret_key=env.get("CHAINLOG_SECRET_KEY") or None,
+            secret_key_file=Path(env.get("CHAINLOG_SECRET_KEY_FILE") or state / "secret.key"),
+            public_url=env.get("CHAINLOG_PUBLIC_URL", "").rstrip("/")
+            or f"http://127.0.0.1:{_int(env, 'CHAINLOG_API_PORT', 8080, 1)}",
+            smtp_host=env.get("CHAINLOG_SMTP_HOST") or None,
+            smtp_port=_int(env, "CHAINLOG_SMTP_PORT", 25, 1),
+            smtp_username=env.get("CHAINLOG_SMTP_USERNAME") or None,
+            smtp_password=env.get("CHAINLOG_SMTP_PASSWORD") or None,
+            smtp_starttls=_bool(env, "CHAINLOG_SMTP_STARTTLS", False),
+            smtp_tls=_bool(env, "CHAINLOG_SMTP_TLS", False),
+            smtp_sender=env.get("CHAINLOG_SMTP_SENDER", "chainlog@localhost"),
+            webhook_timeout_s=_int(env, "CHAINLOG_WEBHOOK_TIMEOUT_SECONDS", 10, 1),
+            webhook_backoff_base_ms=_int(env, "CHAINLOG_WEBHOOK_BACKOFF_BASE_MS", 5000, 1),
         )

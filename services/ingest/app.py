@@ -21,16 +21,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from libs.common import errors, topics
+from libs.common import errors, secretbox, topics
 from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
 from libs.common.metrics import IngestMetrics
 from libs.common.settings import Settings
-from services.ingest import query
+from services.ingest import alerts_api, query
 from services.ingest.accept import Acceptor, Outcome
 from services.ingest.auth import KeyCache, Principal
 from services.ingest.instrument import RequestMetrics
 from services.ingest.verify import verify as verify_chain
+
+#: Management bodies (rules, endpoints) are small.
+MANAGEMENT_BODY_BYTES = 64 * 1024
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -82,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await producer.start()
         state.update(pool=pool, producer=producer, keys=KeyCache(pool, settings.key_cache_seconds))
         state["acceptor"] = Acceptor(producer, pool, settings.topics.raw)
+        state["secrets"] = secretbox.for_settings(settings)
         # Two processes check the halves of a long chain in parallel. Spawned
         # (not forked: this process runs an event loop and threads) and
         # started now, so the first verify does not pay for it.
@@ -221,5 +225,70 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             parallel_min=settings.verify_parallel_min,
         )
         return json_response(result)
+
+    # -- alerts (issue 3) -----------------------------------------------------
+
+    @app.post("/api/v1/alert-rules")
+    async def create_rule(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        return json_response(
+            await alerts_api.create_rule(state["pool"], who.workspace_id, body), 201
+        )
+
+    @app.get("/api/v1/alert-rules")
+    async def list_rules(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await alerts_api.list_rules(state["pool"], who.workspace_id))
+
+    @app.get("/api/v1/alert-rules/{rule_id}")
+    async def get_rule(request: Request, rule_id: str) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await alerts_api.get_rule(state["pool"], who.workspace_id, rule_id))
+
+    @app.patch("/api/v1/alert-rules/{rule_id}")
+    async def update_rule(request: Request, rule_id: str) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        return json_response(
+            await alerts_api.update_rule(state["pool"], who.workspace_id, rule_id, body)
+        )
+
+    @app.delete("/api/v1/alert-rules/{rule_id}")
+    async def delete_rule(request: Request, rule_id: str) -> Response:
+        who = await principal(request, "admin")
+        await alerts_api.delete_rule(state["pool"], who.workspace_id, rule_id)
+        return Response(status_code=204)
+
+    @app.post("/api/v1/webhook-endpoints")
+    async def create_endpoint(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        created = await alerts_api.create_endpoint(
+            state["pool"],
+            state["secrets"],
+            who.workspace_id,
+            body,
+            allow_private=settings.allow_private_destinations,
+        )
+        return json_response(created, 201)
+
+    @app.get("/api/v1/webhook-endpoints")
+    async def list_endpoints(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await alerts_api.list_endpoints(state["pool"], who.workspace_id))
+
+    @app.delete("/api/v1/webhook-endpoints/{endpoint_id}")
+    async def delete_endpoint(request: Request, endpoint_id: str) -> Response:
+        who = await principal(request, "admin")
+        await alerts_api.delete_endpoint(state["pool"], who.workspace_id, endpoint_id)
+        return Response(status_code=204)
+
+    @app.get("/api/v1/alerts")
+    async def list_alerts(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await alerts_api.list_alerts(state["pool"], who.workspace_id, request.query_params)
+        )
 
     return app

@@ -30,6 +30,7 @@ FILTERS = (
     "resource_id",
     "tenant_id",
     "session_id",
+    "ip_country",
     "target_type",
     "target_id",
     "search",
@@ -76,6 +77,17 @@ def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list
     for name in ("actor_id", "resource", "resource_id", "tenant_id", "session_id"):
         if params.get(name):
             where.append(f"{name} = {arg(params[name])}")
+    country = params.get("ip_country")
+    if country:
+        if len(country) == 2 and country.isascii() and country.isalpha():
+            where.append(f"ip_country = {arg(country.upper())}")
+        else:
+            violations.append(
+                {
+                    "field": "ip_country",
+                    "message": "ip_country must be a two-letter ISO 3166 country code",
+                }
+            )
     action = params.get("action")
     if action:
         if "*" in action:
