@@ -29,18 +29,27 @@ USER_AGENTS = (
 )
 
 
+def public_address(actor: int) -> str:
+    """A public IPv4 address per actor (5,000 addresses), so the enricher looks them up."""
+    first = 11 + actor % 190  # 11..200: no 10/8, 127/8, 172.16/12 or 192.168/16
+    if first == 127:
+        first = 128
+    return f"{first}.{(actor * 7) % 256}.{(actor * 13) % 256}.{actor % 250 + 1}"
+
+
 def make_event(rng: random.Random, occurred_us: int) -> dict[str, Any]:
     """One producer event, already in the form ingest normalises to."""
     resource = rng.choice(RESOURCES)
     tenant = rng.randrange(50)
+    actor = rng.randrange(5_000)
     return {
-        "actor_id": f"user-{rng.randrange(5_000)}",
+        "actor_id": f"user-{actor}",
         "action": rng.choice(ACTIONS),
         "resource": resource,
         "resource_id": f"{resource}-{rng.randrange(100_000)}",
         "tenant_id": f"tenant-{tenant}",
         "session_id": f"sess-{rng.getrandbits(48):012x}",
-        "ip_address": f"10.{tenant}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+        "ip_address": public_address(actor),
         "user_agent": rng.choice(USER_AGENTS),
         "occurred_at": format_epoch_us(occurred_us),
         "metadata": {

@@ -121,6 +121,13 @@ def table(res: dict[str, Any]) -> str:
     ours(f"chainer events/s (drain of {_n(_get(ch, 'queued_events'))})", "chainer", "events_per_s")
     ours("ingest events/s, chainer paused", "chainer", "ingest_only", "acked_events_per_s")
     ours("chainer restart → all queryable, s", "chainer", "restart_to_all_queryable_s", digits=1)
+    for stage, what in (("enricher", "GeoIP"), ("alerter", "5 rules")):
+        st = res.get(stage)
+        ours(
+            f"{stage} events/s ({what}, drain of {_n(_get(st, 'queued_events'))})",
+            stage,
+            "events_per_s",
+        )
     v = res.get("verify")
     ours(
         f"verify {_n(_get(v, 'events'))} events, s (best of {len(_get(v, 'seconds') or [])})",

@@ -7,8 +7,10 @@ Phases, one after the other (never two systems at once):
    event is queryable; ack latency; freshness (ack → queryable).
 2. (``--profile``) the same load again, with py-spy on ingest, chainer and
    exporter; flame graphs and top frames in ``bench/results/``.
-3. Chainer events/s: chainer stopped, ``--chainer-events`` queued through
-   ingest, chainer restarted, drain timed from its Kafka offsets.
+3. Chainer, enricher and alerter events/s, one at a time: the stage
+   stopped, ``--chainer-events`` queued through ingest, the stage restarted,
+   its drain timed from its Kafka offsets (the alerter with one rule of
+   every type).
 4. Baseline: the same load against ``bench/baseline_app.py`` (one table,
    trigger-chained), started here and stopped afterwards.
 5. Verify: GET /api/v1/verify over a ``--verify-events`` chain.
@@ -30,11 +32,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 import uvloop
 
 from bench import profile, report
 from bench.baseline import run_baseline
-from bench.chainer import measure_drain
+from bench.drain import measure_drain
 from bench.e2e import Target, measure
 from bench.events import make_bodies
 from bench.services import PIPELINE, Services, new_workspace, settle, wait_http
@@ -142,18 +145,41 @@ class Bench:
         run, frames = await asyncio.gather(self.chainlog_load("bench-profile", secs + 4), sample())
         return {"pids": pids, "seconds": secs, "frames": frames, "run_under_profiler": run}
 
-    async def chainer(self, services: Services) -> dict[str, Any]:
+    async def drain(
+        self,
+        services: Services,
+        stage: str,
+        prepare: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
         return await measure_drain(
             self.settings,
             services,
             self.pool,
             self.api,
             self.bodies,
+            stage=stage,
             batch=self.cfg.batch,
             events=self.cfg.chainer_events,
             clients=self.cfg.clients,
-            timeout_s=120.0,
+            timeout_s=180.0,
+            prepare=prepare,
         )
+
+    async def alert_rules(self, workspace_id: str, key: str) -> None:
+        """One rule of every type, so the alerter's drain evaluates all five."""
+        async with httpx.AsyncClient(base_url=self.api, timeout=10) as http:
+            for rule_type, conditions in BENCH_RULES:
+                r = await http.post(
+                    "/api/v1/alert-rules",
+                    headers={"authorization": f"Bearer {key}"},
+                    json={
+                        "name": f"bench {rule_type}",
+                        "rule_type": rule_type,
+                        "conditions": conditions,
+                        "channels": ["webhook"],  # no endpoint: nothing leaves the machine
+                    },
+                )
+                r.raise_for_status()
 
     async def baseline(self) -> dict[str, Any]:
         return await run_baseline(
@@ -174,6 +200,13 @@ class Bench:
         return {"workspace_id": workspace_id, **info, **await time_verify(self.api, key, n)}
 
 
+BENCH_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("new_country", {}),
+    ("high_volume_destructive", {"threshold": 50, "window_seconds": 60}),
+    ("ingestion_spike", {"window_seconds": 60}),
+    ("repeated_action", {"threshold": 20, "window_seconds": 60}),
+    ("off_hours", {"start": "09:00", "end": "18:00"}),
+)
 STEADY_FRACTION = 0.5
 STEADY_SECONDS = 20.0
 
@@ -227,7 +260,14 @@ async def main(cfg: Config) -> dict[str, Any]:
         if cfg.profile:
             await phase(res, "profile", lambda: bench.profiled(services), pool)
         if not cfg.skip_chainer:
-            await phase(res, "chainer", lambda: bench.chainer(services), pool)
+            await phase(res, "chainer", lambda: bench.drain(services, "chainer"), pool)
+            await phase(res, "enricher", lambda: bench.drain(services, "enricher"), pool)
+            await phase(
+                res,
+                "alerter",
+                lambda: bench.drain(services, "alerter", bench.alert_rules),
+                pool,
+            )
         if not cfg.skip_baseline:
             await phase(res, "baseline", bench.baseline, pool)
         if not cfg.skip_verify:

@@ -14,9 +14,9 @@ from libs.common import keys
 from libs.common.settings import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "deploy" / "local" / "services.sh"
-NAMES = ("chainer", "exporter", "ingest")
+NAMES = ("chainer", "enricher", "exporter", "alerter", "ingest")
 #: The pipeline stages between ingest and the query table, in order.
-PIPELINE = ("chainer", "exporter")
+PIPELINE = ("chainer", "enricher", "exporter")
 _STATUS = re.compile(r"^(\w+): (running|stopped)(?: \(pid (\d+)\))?$")
 
 

@@ -105,3 +105,9 @@ async def test_exporter_killed_mid_stream(
     api: httpx.AsyncClient, admin_db: asyncpg.Pool, services: dict[str, Service]
 ) -> None:
     await _crash_during_stream(api, admin_db, services["exporter"])
+
+
+async def test_enricher_killed_mid_stream(
+    api: httpx.AsyncClient, admin_db: asyncpg.Pool, services: dict[str, Service]
+) -> None:
+    await _crash_during_stream(api, admin_db, services["enricher"])

@@ -110,8 +110,9 @@ class Deliverer:
             lambda: asyncio.Semaphore(PER_ENDPOINT)
         )
         timeout = settings.webhook_timeout_s
-        # A lease outlives the longest attempt, with a wait for a busy endpoint.
-        self.lease_seconds = 10 * timeout + 60
+        # A lease outlives an attempt and a short wait for a busy endpoint;
+        # one that runs out only means the delivery may be sent twice.
+        self.lease_seconds = 3 * timeout + 30
         self.client = webhook_client(settings)
         self.smtp = email.SmtpSettings(
             host=settings.smtp_host or "",

@@ -1,18 +1,23 @@
-"""Chainer events/s: stop it, queue a backlog through ingest, time the drain.
+"""A stage's events/s: stop it, queue a backlog through ingest, time the drain.
 
-Progress is read from Kafka: the chainer commits its raw-topic offsets in
-the same transaction as the chained records, so the consumer group's lag
-(end offset - committed offset, summed over partitions) is exactly the
-number of raw records, i.e. requests of ``batch`` events each, not yet
-chained. The exporter keeps running: the chainer shares the two cores
-with it, as in production; its catch-up into PostgreSQL is timed too.
+Stages: the chainer (reads the raw topic), the enricher (reads the chained
+topic), the alerter (reads the enriched topic). Progress is read from
+Kafka: each stage commits its input offsets after its output is durable,
+so the consumer group's lag (end offset - committed offset, summed over
+partitions) is the number of records, one per request of ``batch``
+events, it has not yet handled. The other services keep running: the
+stage shares the two cores with them, as in production. A later stage
+waits until every earlier stage has drained, so its whole backlog is
+there when it starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -27,12 +32,29 @@ from libs.common.settings import Settings
 LAG_POLL_S = 0.05
 
 
-class RawLag:
-    """Records of the raw topic not yet consumed by the chainer's group."""
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    topic: str
+    group: str
 
-    def __init__(self, settings: Settings) -> None:
-        self.topic = settings.topics.raw
-        self.group = settings.topics.group("chainer")
+
+def stages(settings: Settings) -> dict[str, Stage]:
+    """The drainable stages, in pipeline order."""
+    t = settings.topics
+    return {
+        "chainer": Stage("chainer", t.raw, t.group("chainer")),
+        "enricher": Stage("enricher", t.chained, t.group("enricher")),
+        "alerter": Stage("alerter", t.enriched, t.group("alerter")),
+    }
+
+
+class GroupLag:
+    """Records of a topic not yet consumed by a consumer group."""
+
+    def __init__(self, settings: Settings, topic: str, group: str) -> None:
+        self.topic = topic
+        self.group = group
         self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
@@ -41,7 +63,7 @@ class RawLag:
         self.begin: dict[TopicPartition, int] = {}
         self.coordinator = 0
 
-    async def __aenter__(self) -> RawLag:
+    async def __aenter__(self) -> GroupLag:
         await self.admin.start()
         await self.consumer.start()
         (desc,) = await self.admin.describe_topics([self.topic])
@@ -73,18 +95,32 @@ async def measure_drain(
     base_url: str,
     bodies: Sequence[bytes],
     *,
+    stage: str,
     batch: int,
     events: int,
     clients: int,
     timeout_s: float,
+    prepare: Callable[[str, str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
+    """Drain ``events`` queued in front of ``stage``; ``prepare(workspace_id, key)`` runs first."""
     requests = max(1, events // batch)
-    workspace_id, key = await new_workspace(pool, "bench-chainer")
-    async with RawLag(settings) as lag:
+    workspace_id, key = await new_workspace(pool, f"bench-{stage}")
+    if prepare is not None:
+        await prepare(workspace_id, key)
+    order = stages(settings)
+    names = list(order)
+    upstream = [order[n] for n in names[: names.index(stage)]]
+    async with contextlib.AsyncExitStack() as stack:
+        lag = await stack.enter_async_context(
+            GroupLag(settings, order[stage].topic, order[stage].group)
+        )
+        before_lags = [
+            await stack.enter_async_context(GroupLag(settings, s.topic, s.group)) for s in upstream
+        ]
         before = await lag()
         if before:
-            raise RuntimeError(f"the chainer has a backlog of {before} raw records; try later")
-        services.stop("chainer")
+            raise RuntimeError(f"the {stage} has a backlog of {before} records; try later")
+        services.stop(stage)
         try:
             load = await run_load(
                 base_url,
@@ -93,10 +129,12 @@ async def measure_drain(
                 clients=clients,
                 max_requests=requests,
             )
+            for earlier_lag in before_lags:
+                await _drained(earlier_lag, timeout_s)
             queued = await lag()
         finally:
             t_start = time.perf_counter()
-            services.start("chainer")
+            services.start(stage)
         samples = [(t_start, queued)]
         deadline = t_start + timeout_s
         while samples[-1][1] > 0 and time.perf_counter() < deadline:
@@ -105,6 +143,15 @@ async def measure_drain(
     async with VisibilityProbe(pool, "events", workspace_id) as probe:
         visible_at = await probe.wait_for(load.events_acked, timeout_s)
     return _drain_result(load.as_dict(), samples, batch, queued, visible_at, t_start, timeout_s)
+
+
+async def _drained(lag: GroupLag, timeout_s: float) -> None:
+    """Wait (up to ``timeout_s``) until a stage has consumed its whole input."""
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        if await lag() == 0:
+            return
+        await asyncio.sleep(LAG_POLL_S)
 
 
 def _drain_result(
