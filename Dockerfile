@@ -1,5 +1,5 @@
 # One image for every Chainlog service and the CLI:
-#   docker run IMAGE python -m services.ingest   (or chainer, exporter)
+#   docker run IMAGE python -m services.ingest   (or chainer, enricher, exporter, alerter)
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /app
 COPY requirements.lock pyproject.toml ./
