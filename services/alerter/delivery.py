@@ -114,16 +114,7 @@ class Deliverer:
         # one that runs out only means the delivery may be sent twice.
         self.lease_seconds = 3 * timeout + 30
         self.client = webhook_client(settings)
-        self.smtp = email.SmtpSettings(
-            host=settings.smtp_host or "",
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
-            use_tls=settings.smtp_tls,
-            sender=settings.smtp_sender,
-            timeout=float(timeout),
-        )
+        self.smtp = email.SmtpSettings.from_settings(settings)
 
     def notify(self) -> None:
         """New deliveries are waiting: look now rather than at the next poll."""

@@ -24,6 +24,8 @@ from typing import Any
 
 import aiosmtplib
 
+from libs.common.settings import Settings
+
 SUBJECT_REASON_MAX = 120
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 _SPACES = re.compile(r"\s{2,}")
@@ -43,6 +45,20 @@ class SmtpSettings:
     def __post_init__(self) -> None:
         if self.starttls and self.use_tls:
             raise ValueError("SMTP: choose STARTTLS or implicit TLS, not both")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpSettings:
+        """The ``CHAINLOG_SMTP_*`` settings; an empty host means email is off."""
+        return cls(
+            host=settings.smtp_host or "",
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            use_tls=settings.smtp_tls,
+            sender=settings.smtp_sender,
+            timeout=float(settings.webhook_timeout_s),
+        )
 
 
 def _one_line(value: object) -> str:

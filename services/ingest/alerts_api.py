@@ -27,6 +27,7 @@ from services.alerter.delivery import alert_document
 from services.alerter.rules import RULE_TYPES, validate_conditions
 from services.alerter.rules.base import ConditionsInvalid
 from services.alerter.webhook import new_endpoint_secret
+from services.ingest.query import parse_limit
 
 CHANNELS = ("email", "webhook")
 DEFAULT_COOLDOWN_S = 300
@@ -44,7 +45,6 @@ RULE_FIELDS = (
     "email_recipients",
     "webhook_endpoint_ids",
 )
-MAX_LIMIT = 100
 
 Violations = list[dict[str, str]]
 
@@ -435,14 +435,7 @@ async def list_alerts(
             v.append(_bad("rule_id", "rule_id must be an alert rule id"))
         else:
             where.append(f"a.rule_id = {arg(rid)}")
-    limit = 25
-    if params.get("limit"):
-        try:
-            limit = int(params["limit"])
-            if not 1 <= limit <= MAX_LIMIT:
-                raise ValueError
-        except ValueError:
-            v.append(_bad("limit", f"limit must be an integer from 1 to {MAX_LIMIT}"))
+    limit = parse_limit(params, v)
     if params.get("cursor"):
         when, alert_id = _decode_cursor(params["cursor"])
         where.append(f"(a.triggered_at, a.id) < ({arg(when)}, {arg(alert_id)}::uuid)")

@@ -63,6 +63,22 @@ def decode_cursor(text: str) -> int:
         ) from None
 
 
+def parse_limit(params: Mapping[str, str], violations: list[dict[str, str]]) -> int:
+    """The ``limit`` of a page (default 25, 1 to 100); a bad one is added to ``violations``."""
+    if not params.get("limit"):
+        return DEFAULT_LIMIT
+    try:
+        limit = int(params["limit"])
+        if 1 <= limit <= MAX_LIMIT:
+            return limit
+    except ValueError:
+        pass
+    violations.append(
+        {"field": "limit", "message": f"limit must be an integer from 1 to {MAX_LIMIT}"}
+    )
+    return DEFAULT_LIMIT
+
+
 def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list[Any], int]:
     """SQL for a page of events, newest first; returns (sql, args, limit)."""
     unknown = [k for k in params if k not in FILTERS]
@@ -117,16 +133,7 @@ def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list
                 where.append(f"occurred_at {op} {arg(when)}")
     if params.get("cursor"):
         where.append(f"seq < {arg(decode_cursor(params['cursor']))}")
-    limit = DEFAULT_LIMIT
-    if params.get("limit"):
-        try:
-            limit = int(params["limit"])
-            if not 1 <= limit <= MAX_LIMIT:
-                raise ValueError
-        except ValueError:
-            violations.append(
-                {"field": "limit", "message": f"limit must be an integer from 1 to {MAX_LIMIT}"}
-            )
+    limit = parse_limit(params, violations)
     if violations:
         raise errors.validation_failed(violations)
     sql = (

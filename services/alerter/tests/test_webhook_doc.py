@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from libs.common.settings import REPO_ROOT
-from services.alerter.webhook import headers, new_endpoint_secret, payload
+from services.alerter.tests.test_webhook import BODY as SAMPLE_BODY
+from services.alerter.webhook import headers, new_endpoint_secret
 
 DOC = REPO_ROOT / "docs" / "webhooks.md"
 
@@ -30,19 +31,7 @@ def doc_verify() -> Verify:
     return fn
 
 
-BODY = payload(
-    workspace_id="ws-1",
-    alert={
-        "id": "a-1",
-        "rule_id": "r-1",
-        "rule_name": "Deletes at night",
-        "rule_type": "off_hours",
-        "event_id": "e-1",
-        "reason": "document.delete at 03:12",
-        "triggered_at": "2026-11-27T02:12:05.114000Z",
-    },
-    event={"id": "e-1", "action": "document.delete", "actor_name": "Zoë"},
-)
+BODY = SAMPLE_BODY
 
 
 def test_snippet_accepts_a_genuine_delivery(doc_verify: Verify) -> None:
