@@ -32,6 +32,7 @@ class WebhookReceiver:
 
     respond: Callable[[int], int] = lambda n: 200
     received: list[Received] = field(default_factory=list)
+    answered: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -54,9 +55,13 @@ class WebhookReceiver:
                     )
                     n = len(receiver.received)
                 status = receiver.respond(n)
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                try:
+                    self.send_response(status)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                finally:
+                    with receiver.lock:
+                        receiver.answered += 1
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -69,6 +74,11 @@ class WebhookReceiver:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+    def open_requests(self) -> int:
+        """Requests received and not yet answered."""
+        with self.lock:
+            return len(self.received) - self.answered
 
     def snapshot(self) -> list[Received]:
         with self.lock:

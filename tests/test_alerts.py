@@ -9,6 +9,7 @@ the workspace's last event (``alerter_progress``), then counts alerts.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -327,3 +328,45 @@ async def test_alerts_filters_and_paging(setup: Setup, smtp: SmtpSink) -> None:
         )
     ).json()
     assert future["data"] == []
+
+
+async def test_slow_endpoint_delays_nothing_else(
+    setup: Setup, smtp: SmtpSink, receiver: WebhookReceiver
+) -> None:
+    """While one endpoint holds a request open, the other endpoint, the email
+    and the evaluation of later events all go ahead."""
+    release = threading.Event()
+    slow = WebhookReceiver(respond=lambda n: 200 if release.wait(60) else 500).start()
+    try:
+        r = await setup.api.post(
+            "/api/v1/webhook-endpoints", json={"url": slow.url}, headers=setup.ws.headers
+        )
+        assert r.status_code == 201
+        await setup.rule("repeated_action", {"threshold": 2})
+        await setup.send(ev("u_s", "a.b"), ev("u_s", "a.b"))
+
+        async def held() -> bool:
+            return slow.open_requests() == 1
+
+        await wait_until(held, what="the slow endpoint to hold a request open")
+        await setup.webhooks(1)  # the fast endpoint got its copy meanwhile
+        await wait_until(lambda: _mails(smtp, setup.owner, 1), what="the email meanwhile")
+        # ... before the slow endpoint's first attempt ended (its deadline is
+        # CHAINLOG_WEBHOOK_TIMEOUT_SECONDS): had deliveries waited in line,
+        # that attempt would already be recorded.
+        finished = await setup.db.fetchval(
+            "SELECT count(*) FROM alert_delivery_attempts a"
+            " JOIN alert_deliveries d ON d.id = a.delivery_id"
+            " JOIN webhook_endpoints e ON e.id = d.webhook_endpoint_id"
+            " WHERE e.url = $1",
+            slow.url,
+        )
+        assert finished == 0
+        await setup.send(ev("u_t", "c.d"), ev("u_t", "c.d"))
+        await setup.settled()
+        assert len(await setup.alerts()) == 2  # evaluation went on
+        await setup.webhooks(2)
+        assert slow.open_requests() >= 1, "the slow request ended early: the test proves nothing"
+    finally:
+        release.set()
+        slow.stop()
