@@ -58,14 +58,21 @@ def epoch_ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def state_keys(rules: Iterable[Rule], event: AlertEvent) -> Iterable[StateKey]:
-    """The keys an event touches: the caller loads them before :func:`evaluate`."""
+def applicable(rules: Iterable[Rule], event: AlertEvent) -> list[tuple[Rule, str]]:
+    """The rules that see this event, each with the state key it touches.
+
+    A rule applies only to events received after it was created: creating a
+    rule while the alerter is catching up does not page anyone about the
+    backlog.
+    """
+    out = []
     for rule in rules:
         if event.received_at < rule.created_at:
             continue
         key = RULE_TYPES[rule.rule_type].key(rule.conditions, event)
         if key is not None:
-            yield (rule.id, key)
+            out.append((rule, key))
+    return out
 
 
 @dataclass
@@ -75,32 +82,26 @@ class Outcome:
 
 
 def evaluate(
-    rules: Iterable[Rule],
+    applies: Iterable[tuple[Rule, str]],
     event: AlertEvent,
     ref: Any,
     current: Callable[[StateKey], KeyState | None],
     out: Outcome,
 ) -> None:
-    """Apply every rule to one event, staging state changes and alerts in ``out``.
+    """Apply the rules of :func:`applicable` to one event, staging state and alerts in ``out``.
 
-    A rule applies only to events received after it was created: creating a
-    rule while the alerter is catching up does not page anyone about the
-    backlog. ``current`` gives a key's committed state; staged changes of
-    earlier events of the same batch take precedence.
+    ``current`` gives a key's committed state; staged changes of earlier
+    events of the same batch take precedence.
     """
     now = epoch_ms(event.received_at)
-    for rule in rules:
-        if event.received_at < rule.created_at:
-            continue
-        rule_type = RULE_TYPES[rule.rule_type]
-        key = rule_type.key(rule.conditions, event)
-        if key is None:
-            continue
+    for rule, key in applies:
         sk = (rule.id, key)
         before = out.staged.get(sk) or current(sk)
         if before is not None and before.rule_version != rule.version:
             before = None  # the rule changed: its windows start afresh
-        verdict = rule_type.evaluate(rule.conditions, before.state if before else None, event)
+        verdict = RULE_TYPES[rule.rule_type].evaluate(
+            rule.conditions, before.state if before else None, event
+        )
         cooldown = before.cooldown_until if before else None
         if verdict.reason is not None and (cooldown is None or now >= cooldown):
             cooldown = now + rule.cooldown_seconds * 1000

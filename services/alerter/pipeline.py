@@ -169,26 +169,33 @@ class Alerter:
             self.log.info("alerter.stopped")
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        lines = [
-            line
-            for tp, records in batches.items()
-            for r in records
-            for line in decode(tp, r.value, r.headers)
-        ]
+        records = [(tp, r) for tp, recs in batches.items() for r in recs]
+        partitions = {tp.partition for tp in batches}
         delay = 0.2
         while True:
             try:
                 with self.metrics.batch_seconds.time():
-                    fired = await self._process(lines)
+                    rules = await self._rules(records)
+                    # A workspace without rules costs nothing more: its
+                    # records are not even decoded. A rule applies only to
+                    # events received after its creation, so nothing it
+                    # should have seen is skipped.
+                    lines = [
+                        line
+                        for tp, r in records
+                        if r.key is None or r.key.decode() in rules
+                        for line in decode(tp, r.value, r.headers)
+                    ]
+                    fired = await self._process(lines, rules)
                 break
             except Conflict as exc:
                 self.log.warning("alerter.conflict", error=str(exc))
                 self.metrics.conflicts.inc()
-                for p in {line.partition for line in lines}:
+                for p in partitions:
                     self.caches.pop(p, None)
             except DATABASE_UNAVAILABLE as exc:
                 self.log.warning("alerter.database_unavailable", error=repr(exc), retry_in_s=delay)
-                for p in {line.partition for line in lines}:
+                for p in partitions:
                     self.caches.pop(p, None)
                 assert self.pool is not None
                 await self.pool.expire_connections()
@@ -204,16 +211,25 @@ class Alerter:
         except (CommitFailedError, IllegalStateError) as exc:
             self.log.warning("alerter.commit_skipped", error=repr(exc))
 
-    async def _process(self, lines: list[Line]) -> int:
+    async def _rules(
+        self, records: list[tuple[TopicPartition, Any]]
+    ) -> dict[str, list[engine.Rule]]:
+        """The enabled rules of the batch's workspaces (records are keyed by workspace)."""
+        assert self.pool is not None
+        workspaces = sorted({r.key.decode() for _, r in records if r.key is not None})
+        rules_by_ws: dict[str, list[engine.Rule]] = defaultdict(list)
+        for row in await self.pool.fetch(RULES_SQL, workspaces):
+            rule = rule_from_row(row)
+            rules_by_ws[rule.workspace_id].append(rule)
+        return rules_by_ws
+
+    async def _process(self, lines: list[Line], rules_by_ws: dict[str, list[engine.Rule]]) -> int:
         """Evaluate and commit one batch; returns the number of alerts raised."""
         assert self.pool is not None
-        workspaces = sorted({line.workspace_id for line in lines})
+        if not lines:
+            return 0
         async with self.pool.acquire() as conn:
             await self._load_progress(conn, lines)
-            rules_by_ws: dict[str, list[engine.Rule]] = defaultdict(list)
-            for r in await conn.fetch(RULES_SQL, workspaces):
-                rule = rule_from_row(r)
-                rules_by_ws[rule.workspace_id].append(rule)
             # Events already committed (a replay, or a record the enricher
             # published twice) have no effect.
             todo: list[Line] = []
@@ -224,19 +240,17 @@ class Alerter:
                 if line.event.seq > last:
                     todo.append(line)
                     seen[ws] = line.event.seq
-            await self._load_states(conn, todo, rules_by_ws)
+            applies = [
+                engine.applicable(rules_by_ws.get(line.workspace_id, ()), line.event)
+                for line in todo
+            ]
+            await self._load_states(conn, todo, applies)
 
             out = engine.Outcome()
             advanced: dict[str, tuple[int, int, int]] = {}  # ws -> (partition, before, after)
-            for line in todo:
+            for line, pairs in zip(todo, applies, strict=True):
                 cache = self.caches[line.partition]
-                engine.evaluate(
-                    rules_by_ws.get(line.workspace_id, ()),
-                    line.event,
-                    line,
-                    cache.states.get,
-                    out,
-                )
+                engine.evaluate(pairs, line.event, line, cache.states.get, out)
                 ws = line.workspace_id
                 before = advanced[ws][1] if ws in advanced else cache.progress[ws]
                 advanced[ws] = (line.partition, before, line.event.seq)
@@ -282,12 +296,13 @@ class Alerter:
         self,
         conn: asyncpg.Connection,
         lines: list[Line],
-        rules_by_ws: dict[str, list[engine.Rule]],
+        applies: list[list[tuple[engine.Rule, str]]],
     ) -> None:
         wanted: dict[engine.StateKey, int] = {}
-        for line in lines:
+        for line, pairs in zip(lines, applies, strict=True):
             states = self.caches[line.partition].states
-            for sk in engine.state_keys(rules_by_ws.get(line.workspace_id, ()), line.event):
+            for rule, key in pairs:
+                sk = (rule.id, key)
                 if sk not in states:
                     wanted[sk] = line.partition
         if not wanted:
