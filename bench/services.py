@@ -91,7 +91,7 @@ async def wait_http(url: str, within_s: float = 60.0) -> None:
 async def new_workspace(pool: asyncpg.Pool, name: str) -> tuple[str, str]:
     """A fresh workspace and its all-scopes key: (workspace_id, key)."""
     async with pool.acquire() as conn:
-        workspace_id, key = await keys.create_workspace(conn, name)
+        workspace_id, key = await keys.create_workspace(conn, name, "enterprise")
     return workspace_id, key.key
 
 

@@ -73,7 +73,7 @@ class Fixture:
                     return ws, await self._key(conn, ws), {"reused": True, "build_s": 0.0}
             t0 = time.perf_counter()
             async with conn.transaction():
-                ws, key = await keys.create_workspace(conn, self.name)
+                ws, key = await keys.create_workspace(conn, self.name, "enterprise")
                 for rows in chain_rows(ws, self.n):
                     await conn.copy_records_to_table("events", records=rows, columns=COLUMNS)
             self._save(ws, key.key)

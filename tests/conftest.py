@@ -70,7 +70,7 @@ async def admin_db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def workspace(admin_db: asyncpg.Pool) -> Workspace:
     async with admin_db.acquire() as conn:
-        ws_id, key = await keys.create_workspace(conn, f"test-{os.urandom(4).hex()}")
+        ws_id, key = await keys.create_workspace(conn, f"test-{os.urandom(4).hex()}", "enterprise")
     return Workspace(ws_id, key.key)
 
 

@@ -34,6 +34,7 @@ METRICS_PORTS = {
     "enricher": API_PORT + 1003,
     "alerter": API_PORT + 1004,
 }
+OPERATOR_TOKEN = "test-operator-token"
 #: The suite's own SMTP server (aiosmtpd, in the test process).
 SMTP_PORT = API_PORT + 1025
 #: The deterministic GeoIP database the suite builds (tests/geoip_fixture.py).
@@ -60,6 +61,7 @@ def stack_env() -> dict[str, str]:
         CHAINLOG_SMTP_SENDER="alerts@chainlog.test",
         CHAINLOG_WEBHOOK_TIMEOUT_SECONDS="3",
         CHAINLOG_WEBHOOK_BACKOFF_BASE_MS="200",
+        CHAINLOG_OPERATOR_TOKEN=OPERATOR_TOKEN,
     )
     return env
 

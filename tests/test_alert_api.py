@@ -166,13 +166,15 @@ async def test_private_destinations_refused_unless_allowed(
 ) -> None:
     """The operator setting decides; the test stack allows them, so ask the API module directly."""
     box = SecretBox(bytes(32))
-    with pytest.raises(errors.ApiError) as refused:
-        await alerts_api.create_endpoint(
-            admin_db, box, workspace.id, {"url": url}, allow_private=False
+    async with admin_db.acquire() as conn:
+        with pytest.raises(errors.ApiError) as refused:
+            await alerts_api.create_endpoint(
+                conn, box, workspace.id, {"url": url}, allow_private=False
+            )
+        assert refused.value.status == 422
+        assert refused.value.extra["violations"][0]["field"] == "url"
+        created = await alerts_api.create_endpoint(
+            conn, box, workspace.id, {"url": url}, allow_private=True
         )
-    assert refused.value.status == 422
-    assert refused.value.extra["violations"][0]["field"] == "url"
-    created = await alerts_api.create_endpoint(
-        admin_db, box, workspace.id, {"url": url}, allow_private=True
-    )
-    assert created["url"].startswith("http://")
+    assert created.result["url"].startswith("http://")
+    assert "secret" not in created.after

@@ -27,7 +27,7 @@ async def _workspaces(admin_db: asyncpg.Pool) -> list[Workspace]:
     out = []
     async with admin_db.acquire() as conn:
         for i in range(WORKSPACES):
-            ws_id, key = await keys.create_workspace(conn, f"crash-{i}")
+            ws_id, key = await keys.create_workspace(conn, f"crash-{i}", "enterprise")
             out.append(Workspace(ws_id, key.key))
     return out
 

@@ -221,7 +221,9 @@ async def test_workspaces_do_not_share_keys(
     api: httpx.AsyncClient, admin_db: asyncpg.Pool, workspace: Workspace
 ) -> None:
     async with admin_db.acquire() as conn:
-        other_id, other_key = await keys.create_workspace(conn, f"other-{os.urandom(4).hex()}")
+        other_id, other_key = await keys.create_workspace(
+            conn, f"other-{os.urandom(4).hex()}", "enterprise"
+        )
     other = Workspace(other_id, other_key.key)
     key = new_key()
     mine = await post(api, workspace, event(idempotency_key=key))

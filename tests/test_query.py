@@ -170,7 +170,7 @@ async def test_one_workspace_cannot_see_another(
     async with admin_db.acquire() as conn:
         from libs.common import keys
 
-        other_id, other_key = await keys.create_workspace(conn, "other")
+        other_id, other_key = await keys.create_workspace(conn, "other", "enterprise")
     other = Workspace(other_id, other_key.key)
     assert (await api.get(f"/api/v1/events/{ids[0]}", headers=other.headers)).status_code == 404
     r = await api.get("/api/v1/events", headers=other.headers)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import typer
 
-from libs.common import keys
+from libs.common import errors, kafka, keys
 from libs.common.db import migrate
+from libs.common.plans import effective, load_plans
 from libs.common.settings import REPO_ROOT, Settings
 from libs.common.topics import ensure_topics
+from services.ingest import manage
+from services.ingest.accept import Acceptor
+from services.ingest.adminlog import Actor, AdminLog
+from services.ingest.manage import Change
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 workspace = typer.Typer(no_args_is_help=True, help="Workspaces.")
@@ -36,33 +42,131 @@ def topics_cmd() -> None:
     typer.echo(json.dumps({"created": created, "partitions": settings.partitions}))
 
 
+async def _as_operator(
+    workspace_id: str | None,
+    action: str,
+    op: Callable[[asyncpg.Connection], Awaitable[tuple[str, Change]]],
+) -> Change:
+    """Run ``op`` on the database as the operator, with its admin event.
+
+    The event goes through Kafka into the workspace's own chain, before the
+    database transaction commits (see services/ingest/adminlog.py).
+    """
+    settings = Settings.from_env()
+    pool = await asyncpg.create_pool(settings.database_admin_url, min_size=1, max_size=2)
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        log = AdminLog(Acceptor(producer, pool, settings.topics.raw))
+        async with pool.acquire() as conn, conn.transaction():
+            target, done = await op(conn)
+            await log.record(
+                target,
+                Actor(id="operator:cli", type="operator"),
+                action,
+                "workspace",
+                done.resource_id,
+                before=done.before,
+                after=done.after,
+            )
+        return done
+    finally:
+        await producer.stop()
+        await pool.close()
+
+
 @workspace.command("create")
 def workspace_create(
     name: str,
     owner_email: str = typer.Option(
         "", help="The owner's address: alert email goes to owners and admins."
     ),
+    plan: str = typer.Option(
+        "free", help="free, starter, pro or enterprise (libs/common/plans.toml)."
+    ),
 ) -> None:
-    """Create a workspace; prints its id and an API key with every scope (shown once)."""
+    """Create a workspace; prints its id and an API key with every scope (shown once).
 
-    async def run() -> tuple[str, keys.NewKey]:
-        conn = await asyncpg.connect(Settings.from_env().database_admin_url)
+    The workspace's chain starts with the admin event of its creation.
+    """
+    plans = load_plans(Settings.from_env().plans_file)
+    if plan not in plans:
+        raise typer.BadParameter(f"plan must be one of: {', '.join(plans)}", param_hint="--plan")
+    created: dict[str, str] = {}
+
+    async def op(conn: asyncpg.Connection) -> tuple[str, Change]:
+        workspace_id, key = await keys.create_workspace(conn, name, plan)
+        if owner_email:
+            await conn.execute(
+                "INSERT INTO workspace_members (workspace_id, email, role)"
+                " VALUES ($1, $2, 'owner')",
+                workspace_id,
+                owner_email.lower(),
+            )
+        created.update(workspace_id=workspace_id, api_key=key.key)
+        after = {
+            "name": name,
+            "plan": plan,
+            "owner": owner_email or None,
+            "api_key_prefix": key.prefix,
+        }
+        return workspace_id, Change(None, workspace_id, after=after)
+
+    asyncio.run(_as_operator(None, "workspace.created", op))
+    typer.echo(json.dumps(created))
+
+
+@workspace.command("show")
+def workspace_show(workspace_id: str) -> None:
+    """A workspace: name, plan and its limits, schema mode, members, keys (prefixes only)."""
+
+    async def run() -> dict[str, object]:
+        settings = Settings.from_env()
+        plans = load_plans(settings.plans_file)
+        conn = await asyncpg.connect(settings.database_admin_url)
         try:
-            async with conn.transaction():
-                workspace_id, key = await keys.create_workspace(conn, name)
-                if owner_email:
-                    await conn.execute(
-                        "INSERT INTO workspace_members (workspace_id, email, role)"
-                        " VALUES ($1, $2, 'owner')",
-                        workspace_id,
-                        owner_email,
-                    )
-            return workspace_id, key
+            row = await conn.fetchrow(
+                "SELECT plan, limits_override FROM workspaces WHERE id = $1", workspace_id
+            )
+            if row is None:
+                raise typer.BadParameter(f"no workspace {workspace_id}")
+            plan = plans.get(row["plan"]) or plans["free"]
+            if row["limits_override"]:
+                plan = effective(plan, json.loads(row["limits_override"]))
+            doc = await manage.workspace_document(conn, workspace_id, plan)
+            members = await conn.fetch(
+                "SELECT email, role, created_at FROM workspace_members WHERE workspace_id = $1"
+                " ORDER BY created_at",
+                workspace_id,
+            )
+            api_keys = await conn.fetch(
+                f"SELECT {manage.KEY_COLUMNS} FROM api_keys WHERE workspace_id = $1"
+                " ORDER BY created_at",
+                workspace_id,
+            )
+            doc["members"] = [manage.render_member(m) for m in members]
+            doc["api_keys"] = [manage.render_key(k) for k in api_keys]
+            return doc
         finally:
             await conn.close()
 
-    workspace_id, key = asyncio.run(run())
-    typer.echo(json.dumps({"workspace_id": workspace_id, "api_key": key.key}))
+    typer.echo(json.dumps(asyncio.run(run()), indent=2))
+
+
+@workspace.command("set-plan")
+def workspace_set_plan(workspace_id: str, plan: str) -> None:
+    """Move a workspace to another plan (an admin event in its chain)."""
+    plans = load_plans(Settings.from_env().plans_file)
+
+    async def op(conn: asyncpg.Connection) -> tuple[str, Change]:
+        return workspace_id, await manage.set_plan(conn, workspace_id, plan, plans)
+
+    try:
+        done = asyncio.run(_as_operator(workspace_id, "workspace.plan_changed", op))
+    except errors.ApiError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(done.result))
 
 
 @app.command("status")

@@ -28,8 +28,21 @@ ACTION_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\Z")
 
 #: Fields the system assigns; a producer may not send them.
 SYSTEM_FIELDS = frozenset(
-    {"id", "workspace_id", "seq", "prev_hash", "hash", "received_at", "ip_country", "ip_city"}
+    {
+        "id",
+        "workspace_id",
+        "seq",
+        "prev_hash",
+        "hash",
+        "received_at",
+        "ip_country",
+        "ip_city",
+        "schema_violation",
+    }
 )
+#: Chainlog's own management events (the admin audit log) use this category
+#: and the ``admin.`` actions; producers may not, so none can be forged.
+ADMIN_CATEGORY = "admin"
 
 Violation = dict[str, str]
 

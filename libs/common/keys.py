@@ -1,7 +1,7 @@
 """API keys: high-entropy, a recognisable prefix, stored as SHA-256 only.
 
 A key reads ``clk_<prefix>_<secret>``. The prefix (public, unique) finds the
-row; the SHA-256 of the whole key, compared in constant time, proves it.
+row; the SHA-256 of the whole key proves it (matched in the same indexed lookup).
 The secret part has 165 bits of entropy (32 characters of 36), so a plain
 hash is enough: nothing can be guessed, and the stored hash cannot be
 turned back into a key.
@@ -10,7 +10,6 @@ turned back into a key.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -44,10 +43,6 @@ def split_prefix(key: str) -> str | None:
     return parts[1]
 
 
-def matches(key: str, stored_hash: bytes) -> bool:
-    return hmac.compare_digest(hash_key(key), stored_hash)
-
-
 async def create_key(
     conn: asyncpg.Connection, workspace_id: str, name: str, scopes: list[str]
 ) -> NewKey:
@@ -70,10 +65,14 @@ async def create_key(
     return NewKey(key_id, prefix, key)
 
 
-async def create_workspace(conn: asyncpg.Connection, name: str) -> tuple[str, NewKey]:
-    """A workspace and its first key, which has every scope."""
+async def create_workspace(
+    conn: asyncpg.Connection, name: str, plan: str = "free"
+) -> tuple[str, NewKey]:
+    """A workspace on ``plan`` and its first key, which has every scope."""
     workspace_id = str(uuid.uuid4())
     async with conn.transaction():
-        await conn.execute("INSERT INTO workspaces (id, name) VALUES ($1, $2)", workspace_id, name)
+        await conn.execute(
+            "INSERT INTO workspaces (id, name, plan) VALUES ($1, $2, $3)", workspace_id, name, plan
+        )
         key = await create_key(conn, workspace_id, "default", list(SCOPES))
     return workspace_id, key

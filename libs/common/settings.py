@@ -80,6 +80,12 @@ class Settings:
     webhook_timeout_s: int
     #: The first retry's wait; later ones grow threefold (services/alerter/webhook.py).
     webhook_backoff_base_ms: int
+    #: The plans' numbers (libs/common/plans.toml unless set).
+    plans_file: Path | None
+    #: Peers whose X-Forwarded-For is believed (comma-separated CIDRs).
+    trusted_proxies: str
+    #: Bearer token of the operator API (plan changes); unset: that API is off.
+    operator_token: str | None = field(repr=False)
 
     @property
     def topics(self) -> Names:
@@ -129,4 +135,7 @@ class Settings:
             smtp_sender=env.get("CHAINLOG_SMTP_SENDER", "chainlog@localhost"),
             webhook_timeout_s=_int(env, "CHAINLOG_WEBHOOK_TIMEOUT_SECONDS", 10, 1),
             webhook_backoff_base_ms=_int(env, "CHAINLOG_WEBHOOK_BACKOFF_BASE_MS", 5000, 1),
+            plans_file=Path(env["CHAINLOG_PLANS_FILE"]) if env.get("CHAINLOG_PLANS_FILE") else None,
+            trusted_proxies=env.get("CHAINLOG_TRUSTED_PROXIES", ""),
+            operator_token=env.get("CHAINLOG_OPERATOR_TOKEN") or None,
         )

@@ -40,6 +40,8 @@ _TYPES = (
     "text",
     "text",
     "text",
+    "text",
+    "bool",
 )
 INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) SELECT * FROM unnest("

@@ -31,6 +31,8 @@ COLUMNS = (
     "search_text",
     "ip_country",
     "ip_city",
+    "action_category",
+    "schema_violation",
 )
 SEARCHED = ("actor_id", "actor_name", "action", "resource", "resource_id", "resource_name")
 
@@ -86,6 +88,8 @@ def segment_rows(
                 search,
                 country,
                 city,
+                ev.get("action_category"),
+                "schema_violation" in ev,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise BadSegment(f"unusable chained line: {exc!r}") from None

@@ -18,8 +18,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from libs.common import errors
-from libs.common.event import validate_event
+from libs.common.event import ADMIN_CATEGORY, validate_event
 from libs.common.timeutil import format_epoch_us, uuid7_batch
+from services.ingest.schemas import SchemaSet
 
 
 @dataclass(slots=True)
@@ -29,6 +30,24 @@ class Outcome:
     results: list[dict[str, Any]] = field(default_factory=list)
     accepted: int = 0
     rejected: int = 0
+
+
+def _reserved(event: dict[str, Any], at: str) -> list[dict[str, str]]:
+    if event.get("action_category") == ADMIN_CATEGORY:
+        return [
+            {
+                "field": at + "action_category",
+                "message": "action_category 'admin' is reserved for Chainlog's own management events",
+            }
+        ]
+    if event["action"].startswith("admin."):
+        return [
+            {
+                "field": at + "action",
+                "message": "actions under 'admin.' are reserved for Chainlog's own management events",
+            }
+        ]
+    return []
 
 
 _RESERVE = """
@@ -51,11 +70,38 @@ class Acceptor:
         self.producer = producer
         self.pool = pool
 
-    async def accept(self, workspace_id: str, items: list[Any], prefix: str) -> Outcome:
+    async def accept(
+        self,
+        workspace_id: str,
+        items: list[Any],
+        prefix: str,
+        *,
+        schemas: SchemaSet | None = None,
+        strict: bool = False,
+        system: bool = False,
+    ) -> Outcome:
+        """Validate, check against the workspace's schemas, publish.
+
+        ``system`` is for Chainlog's own admin events: only they may use the
+        ``admin`` category and ``admin.`` actions, and schemas do not apply.
+        """
         out = Outcome()
         valid: list[tuple[int, dict[str, Any]]] = []
         for i, raw in enumerate(items):
-            event, violations = validate_event(raw, prefix.format(i=i))
+            at = prefix.format(i=i)
+            event, violations = validate_event(raw, at)
+            if event is not None and not system:
+                violations = _reserved(event, at)
+                if not violations and schemas:
+                    problem = schemas.check(event["action"], event.get("metadata"))
+                    if problem is not None:
+                        if strict:
+                            field = "metadata" if problem.startswith("metadata") else "action"
+                            violations = [{"field": at + field, "message": problem}]
+                        else:
+                            event["schema_violation"] = problem
+                if violations:
+                    event = None
             if event is None:
                 out.results.append(
                     {

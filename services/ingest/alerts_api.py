@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
@@ -20,6 +19,7 @@ import asyncpg
 import orjson
 
 from libs.common import errors
+from libs.common.plans import Plan, enforce
 from libs.common.secretbox import SecretBox
 from libs.common.ssrf import UnsafeDestination, check_url, check_url_syntax
 from libs.common.timeutil import format_ts, parse_rfc3339, uuid7
@@ -27,6 +27,8 @@ from services.alerter.delivery import alert_document
 from services.alerter.rules import RULE_TYPES, validate_conditions
 from services.alerter.rules.base import ConditionsInvalid
 from services.alerter.webhook import new_endpoint_secret
+from services.ingest.manage import Change, parse_uuid
+from services.ingest.manage import bad as _bad
 from services.ingest.query import parse_limit
 
 CHANNELS = ("email", "webhook")
@@ -47,19 +49,6 @@ RULE_FIELDS = (
 )
 
 Violations = list[dict[str, str]]
-
-
-def _bad(field: str, message: str) -> dict[str, str]:
-    return {"field": field, "message": message}
-
-
-def _uuid(text: Any) -> str | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return None
 
 
 def _rule_values(body: Any, *, partial: bool) -> tuple[dict[str, Any], Violations]:
@@ -152,7 +141,7 @@ def _rule_values(body: Any, *, partial: bool) -> tuple[dict[str, Any], Violation
         else:
             parsed = []
             for i, raw in enumerate(ids):
-                u = _uuid(raw)
+                u = parse_uuid(raw)
                 if u is None:
                     v.append(_bad(f"webhook_endpoint_ids[{i}]", "must be a webhook endpoint id"))
                 parsed.append(u)
@@ -201,39 +190,45 @@ def render_rule(r: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def create_rule(pool: asyncpg.Pool, workspace_id: str, body: Any) -> dict[str, Any]:
+async def create_rule(
+    conn: asyncpg.Connection, workspace_id: str, body: Any, plans: dict[str, Plan]
+) -> Change:
     values, v = _rule_values(body, partial=False)
-    async with pool.acquire() as conn:
-        if values.get("webhook_endpoint_ids"):
-            v.extend(await _check_endpoints(conn, workspace_id, values["webhook_endpoint_ids"]))
-        if v:
-            raise errors.validation_failed(v)
-        row = await conn.fetchrow(
-            "INSERT INTO alert_rules (id, workspace_id, name, rule_type, conditions, channels,"
-            " email_recipients, webhook_endpoint_ids, cooldown_seconds, enabled)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::uuid[], $9, $10)"
-            f" RETURNING {RULE_COLUMNS}",
-            uuid7(),
-            workspace_id,
-            values["name"],
-            values["rule_type"],
-            orjson.dumps(values["conditions"]).decode(),
-            values["channels"],
-            values.get("email_recipients", []),
-            values.get("webhook_endpoint_ids"),
-            values.get("cooldown_seconds", DEFAULT_COOLDOWN_S),
-            values.get("enabled", True),
-        )
-    return render_rule(row)
+    if values.get("webhook_endpoint_ids"):
+        v.extend(await _check_endpoints(conn, workspace_id, values["webhook_endpoint_ids"]))
+    if v:
+        raise errors.validation_failed(v)
+    await enforce(conn, workspace_id, "alert_rules", plans)
+    row = await conn.fetchrow(
+        "INSERT INTO alert_rules (id, workspace_id, name, rule_type, conditions, channels,"
+        " email_recipients, webhook_endpoint_ids, cooldown_seconds, enabled)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::uuid[], $9, $10)"
+        f" RETURNING {RULE_COLUMNS}",
+        uuid7(),
+        workspace_id,
+        values["name"],
+        values["rule_type"],
+        orjson.dumps(values["conditions"]).decode(),
+        values["channels"],
+        values.get("email_recipients", []),
+        values.get("webhook_endpoint_ids"),
+        values.get("cooldown_seconds", DEFAULT_COOLDOWN_S),
+        values.get("enabled", True),
+    )
+    rule = render_rule(row)
+    return Change(rule, rule["id"], after=rule)
 
 
-async def _rule_row(conn: asyncpg.Connection, workspace_id: str, rule_id: str) -> asyncpg.Record:
-    rid = _uuid(rule_id)
+async def _rule_row(
+    conn: asyncpg.Connection, workspace_id: str, rule_id: str, *, lock: bool = False
+) -> asyncpg.Record:
+    rid = parse_uuid(rule_id)
     row = None
     if rid is not None:
         row = await conn.fetchrow(
             f"SELECT {RULE_COLUMNS} FROM alert_rules"
-            " WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+            " WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL"
+            + (" FOR UPDATE" if lock else ""),
             rid,
             workspace_id,
         )
@@ -257,51 +252,51 @@ async def list_rules(pool: asyncpg.Pool, workspace_id: str) -> dict[str, Any]:
 
 
 async def update_rule(
-    pool: asyncpg.Pool, workspace_id: str, rule_id: str, body: Any
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, workspace_id: str, rule_id: str, body: Any
+) -> Change:
     values, v = _rule_values(body, partial=True)
-    async with pool.acquire() as conn, conn.transaction():
-        current = await _rule_row(conn, workspace_id, rule_id)
-        if isinstance(body, dict) and "conditions" in body and "rule_type" not in body:
-            try:
-                values["conditions"] = validate_conditions(current["rule_type"], body["conditions"])
-            except ConditionsInvalid as exc:
-                v.extend(_bad(f, m) for f, m in exc.errors)
-        elif isinstance(body, dict) and "rule_type" in values and "conditions" not in body:
-            v.append(_bad("conditions", "conditions are required when rule_type changes"))
-        if values.get("webhook_endpoint_ids"):
-            v.extend(await _check_endpoints(conn, workspace_id, values["webhook_endpoint_ids"]))
-        if v:
-            raise errors.validation_failed(v)
-        if not values:
-            return render_rule(current)
-        evaluated_changed = (
-            "rule_type" in values and values["rule_type"] != current["rule_type"]
-        ) or (
-            "conditions" in values and values["conditions"] != orjson.loads(current["conditions"])
-        )
-        sets = []
-        args: list[Any] = [current["id"]]
-        for name, value in values.items():
-            cast = {"conditions": "::jsonb", "webhook_endpoint_ids": "::uuid[]"}.get(name, "")
-            args.append(orjson.dumps(value).decode() if name == "conditions" else value)
-            sets.append(f"{name} = ${len(args)}{cast}")
-        if evaluated_changed:
-            sets.append("version = version + 1")
-        row = await conn.fetchrow(
-            f"UPDATE alert_rules SET {', '.join(sets)}, updated_at = now() WHERE id = $1"
-            f" RETURNING {RULE_COLUMNS}",
-            *args,
-        )
-    return render_rule(row)
+    current = await _rule_row(conn, workspace_id, rule_id, lock=True)
+    if isinstance(body, dict) and "conditions" in body and "rule_type" not in body:
+        try:
+            values["conditions"] = validate_conditions(current["rule_type"], body["conditions"])
+        except ConditionsInvalid as exc:
+            v.extend(_bad(f, m) for f, m in exc.errors)
+    elif isinstance(body, dict) and "rule_type" in values and "conditions" not in body:
+        v.append(_bad("conditions", "conditions are required when rule_type changes"))
+    if values.get("webhook_endpoint_ids"):
+        v.extend(await _check_endpoints(conn, workspace_id, values["webhook_endpoint_ids"]))
+    if v:
+        raise errors.validation_failed(v)
+    before = render_rule(current)
+    if not values:
+        return Change(before, before["id"], before=before, after=before)
+    evaluated_changed = ("rule_type" in values and values["rule_type"] != current["rule_type"]) or (
+        "conditions" in values and values["conditions"] != orjson.loads(current["conditions"])
+    )
+    sets = []
+    args: list[Any] = [current["id"]]
+    for name, value in values.items():
+        cast = {"conditions": "::jsonb", "webhook_endpoint_ids": "::uuid[]"}.get(name, "")
+        args.append(orjson.dumps(value).decode() if name == "conditions" else value)
+        sets.append(f"{name} = ${len(args)}{cast}")
+    if evaluated_changed:
+        sets.append("version = version + 1")
+    row = await conn.fetchrow(
+        f"UPDATE alert_rules SET {', '.join(sets)}, updated_at = now() WHERE id = $1"
+        f" RETURNING {RULE_COLUMNS}",
+        *args,
+    )
+    after = render_rule(row)
+    return Change(after, after["id"], before=before, after=after)
 
 
-async def delete_rule(pool: asyncpg.Pool, workspace_id: str, rule_id: str) -> None:
-    async with pool.acquire() as conn:
-        row = await _rule_row(conn, workspace_id, rule_id)
-        await conn.execute(
-            "UPDATE alert_rules SET deleted_at = now(), enabled = false WHERE id = $1", row["id"]
-        )
+async def delete_rule(conn: asyncpg.Connection, workspace_id: str, rule_id: str) -> Change:
+    row = await _rule_row(conn, workspace_id, rule_id, lock=True)
+    await conn.execute(
+        "UPDATE alert_rules SET deleted_at = now(), enabled = false WHERE id = $1", row["id"]
+    )
+    before = render_rule(row)
+    return Change(None, before["id"], before=before)
 
 
 # -- webhook endpoints ---------------------------------------------------------
@@ -317,8 +312,13 @@ def render_endpoint(r: asyncpg.Record) -> dict[str, Any]:
 
 
 async def create_endpoint(
-    pool: asyncpg.Pool, box: SecretBox, workspace_id: str, body: Any, *, allow_private: bool
-) -> dict[str, Any]:
+    conn: asyncpg.Connection,
+    box: SecretBox,
+    workspace_id: str,
+    body: Any,
+    *,
+    allow_private: bool,
+) -> Change:
     if not isinstance(body, dict):
         raise errors.validation_failed([_bad("body", "the body must be a JSON object")])
     v = [
@@ -344,7 +344,7 @@ async def create_endpoint(
         raise errors.validation_failed(v)
     endpoint_id = uuid7()
     secret = new_endpoint_secret()
-    row = await pool.fetchrow(
+    row = await conn.fetchrow(
         "INSERT INTO webhook_endpoints (id, workspace_id, url, description, secret_enc)"
         " VALUES ($1, $2, $3, $4, $5) RETURNING id, url, description, created_at",
         endpoint_id,
@@ -353,8 +353,9 @@ async def create_endpoint(
         description,
         box.encrypt(secret, context=f"webhook_endpoint:{endpoint_id}"),
     )
-    # The only time the secret leaves the server.
-    return {**render_endpoint(row), "secret": secret}
+    shown = render_endpoint(row)
+    # The only time the secret leaves the server; the admin log never holds it.
+    return Change({**shown, "secret": secret}, shown["id"], after=shown)
 
 
 async def list_endpoints(pool: asyncpg.Pool, workspace_id: str) -> dict[str, Any]:
@@ -366,18 +367,21 @@ async def list_endpoints(pool: asyncpg.Pool, workspace_id: str) -> dict[str, Any
     return {"data": [render_endpoint(r) for r in rows]}
 
 
-async def delete_endpoint(pool: asyncpg.Pool, workspace_id: str, endpoint_id: str) -> None:
-    eid = _uuid(endpoint_id)
-    status = "UPDATE 0"
+async def delete_endpoint(conn: asyncpg.Connection, workspace_id: str, endpoint_id: str) -> Change:
+    eid = parse_uuid(endpoint_id)
+    row = None
     if eid is not None:
-        status = await pool.execute(
+        row = await conn.fetchrow(
             "UPDATE webhook_endpoints SET deleted_at = now()"
-            " WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+            " WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL"
+            " RETURNING id, url, description, created_at",
             eid,
             workspace_id,
         )
-    if status == "UPDATE 0":
+    if row is None:
         raise errors.not_found(f"no webhook endpoint {endpoint_id} in this workspace")
+    before = render_endpoint(row)
+    return Change(None, before["id"], before=before)
 
 
 # -- alerts ----------------------------------------------------------------------
@@ -394,7 +398,7 @@ def _decode_cursor(text: str) -> tuple[Any, str]:
     try:
         doc = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         when = parse_rfc3339(doc["t"]).astimezone(UTC)
-        alert_id = _uuid(doc["i"])
+        alert_id = parse_uuid(doc["i"])
         if alert_id is None:
             raise ValueError
         return when, alert_id
@@ -430,7 +434,7 @@ async def list_alerts(
         else:
             where.append(f"a.rule_type = {arg(params['rule_type'])}")
     if params.get("rule_id"):
-        rid = _uuid(params["rule_id"])
+        rid = parse_uuid(params["rule_id"])
         if rid is None:
             v.append(_bad("rule_id", "rule_id must be an alert rule id"))
         else:

@@ -7,12 +7,14 @@ request models: this is the hot path, and every error must name its field.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import multiprocessing
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
@@ -25,11 +27,16 @@ from libs.common import errors, secretbox, topics
 from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
 from libs.common.metrics import IngestMetrics
+from libs.common.plans import load_plans
 from libs.common.settings import Settings
-from services.ingest import alerts_api, query
+from services.ingest import alerts_api, manage, query
 from services.ingest.accept import Acceptor, Outcome
+from services.ingest.adminlog import Actor, AdminLog
 from services.ingest.auth import KeyCache, Principal
 from services.ingest.instrument import RequestMetrics
+from services.ingest.manage import Change
+from services.ingest.ratelimit import Decision, RateLimiter
+from services.ingest.tenancy import Tenant, TenantCache, client_ip, parse_networks
 from services.ingest.verify import verify as verify_chain
 
 #: Management bodies (rules, endpoints) are small.
@@ -70,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     log = Logger("ingest")
     state: dict[str, Any] = {}
+    plans = load_plans(settings.plans_file)
+    trusted = parse_networks(settings.trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.update(pool=pool, producer=producer, keys=KeyCache(pool, settings.key_cache_seconds))
         state["acceptor"] = Acceptor(producer, pool, settings.topics.raw)
         state["secrets"] = secretbox.for_settings(settings)
+        state["admin"] = AdminLog(state["acceptor"])
+        state["tenants"] = TenantCache(pool, plans, settings.key_cache_seconds)
+        limiter = RateLimiter(pool)
+        await limiter.start()
+        state["limiter"] = limiter
         # Two processes check the halves of a long chain in parallel. Spawned
         # (not forked: this process runs an event loop and threads) and
         # started now, so the first verify does not pay for it.
@@ -102,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if workers is not None:
                 workers.shutdown(cancel_futures=True)
+            await limiter.stop()
             await producer.stop()
             await pool.close()
 
@@ -138,10 +153,60 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"error": "internal", "message": "unexpected error; it was logged"}, 500
         )
 
-    async def principal(request: Request, scope: str) -> Principal:
+    async def authorize(request: Request, scope: str) -> tuple[Principal, Tenant]:
+        """Key, IP allowlist, scope; the rate limit is checked by :func:`admit`."""
         who: Principal = await state["keys"].authenticate(request.headers.get("authorization"))
+        tenant: Tenant = await state["tenants"].get(who.workspace_id)
+        ip = client_ip(request, trusted)
+        if not tenant.allows(ip):
+            raise errors.forbidden(
+                f"requests from {ip} are not allowed by this workspace's IP allowlist"
+            )
         who.require(scope)
+        return who, tenant
+
+    def admit(who: Principal, tenant: Tenant, events: int = 0) -> Decision:
+        """Count the request (and its events) against the plan; 429 over the limit."""
+        decision: Decision = state["limiter"].check(who.workspace_id, tenant.limits, events)
+        if not decision.allowed:
+            raise errors.ApiError(429, "rate_limited", decision.reason, headers=decision.headers())
+        return decision
+
+    async def principal(request: Request, scope: str) -> Principal:
+        who, tenant = await authorize(request, scope)
+        admit(who, tenant)
         return who
+
+    def actor(request: Request, who: Principal) -> Actor:
+        return Actor(
+            id=f"api_key:{who.prefix}",
+            type="api_key",
+            name=who.name or None,
+            ip=client_ip(request, trusted),
+            user_agent=request.headers.get("user-agent"),
+        )
+
+    async def change(
+        request: Request,
+        who: Principal,
+        action: str,
+        resource: str,
+        op: Callable[[asyncpg.Connection], Awaitable[Change]],
+    ) -> Any:
+        """Apply a management change and record it in the admin audit log, atomically."""
+        async with state["pool"].acquire() as conn, conn.transaction():
+            done = await op(conn)
+            await state["admin"].record(
+                who.workspace_id,
+                actor(request, who),
+                action,
+                resource,
+                done.resource_id,
+                before=done.before,
+                after=done.after,
+            )
+        state["tenants"].invalidate(who.workspace_id)
+        return done.result
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
@@ -157,20 +222,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
+    async def ingest(
+        who: Principal, tenant: Tenant, events: list[Any], prefix: str
+    ) -> tuple[Outcome, Decision]:
+        decision = admit(who, tenant, len(events))
+        outcome: Outcome = await state["acceptor"].accept(
+            who.workspace_id,
+            events,
+            prefix,
+            schemas=tenant.schemas,
+            strict=tenant.schema_mode == "strict",
+        )
+        count(outcome)
+        return outcome, decision
+
     @app.post("/api/v1/events")
     async def post_event(request: Request) -> Response:
-        who = await principal(request, "ingest")
+        who, tenant = await authorize(request, "ingest")
         body = await read_json(request, settings.max_body_bytes)
-        outcome: Outcome = await state["acceptor"].accept(who.workspace_id, [body], "")
-        count(outcome)
+        outcome, decision = await ingest(who, tenant, [body], "")
         result = outcome.results[0]
         if result["status"] == "rejected":
             raise errors.validation_failed(result["violations"])
-        return json_response({"id": result["id"], "status": result["status"]}, 202)
+        return json_response(
+            {"id": result["id"], "status": result["status"]}, 202, decision.headers()
+        )
 
     @app.post("/api/v1/events/batch")
     async def post_batch(request: Request) -> Response:
-        who = await principal(request, "ingest")
+        who, tenant = await authorize(request, "ingest")
         body = await read_json(request, settings.max_body_bytes)
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list) or not events:
@@ -186,8 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     }
                 ]
             )
-        outcome = await state["acceptor"].accept(who.workspace_id, events, "events[{i}].")
-        count(outcome)
+        outcome, decision = await ingest(who, tenant, events, "events[{i}].")
         if outcome.accepted == 0 and outcome.rejected:
             violations = [v for r in outcome.results for v in r.get("violations", [])]
             raise errors.validation_failed(violations, "no event in the batch is valid")
@@ -198,6 +277,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "results": outcome.results,
             },
             202,
+            decision.headers(),
         )
 
     @app.get("/api/v1/events")
@@ -232,9 +312,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def create_rule(request: Request) -> Response:
         who = await principal(request, "admin")
         body = await read_json(request, MANAGEMENT_BODY_BYTES)
-        return json_response(
-            await alerts_api.create_rule(state["pool"], who.workspace_id, body), 201
+        rule = await change(
+            request,
+            who,
+            "alert_rule.created",
+            "alert_rule",
+            lambda c: alerts_api.create_rule(c, who.workspace_id, body, plans),
         )
+        return json_response(rule, 201)
 
     @app.get("/api/v1/alert-rules")
     async def list_rules(request: Request) -> Response:
@@ -250,26 +335,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def update_rule(request: Request, rule_id: str) -> Response:
         who = await principal(request, "admin")
         body = await read_json(request, MANAGEMENT_BODY_BYTES)
-        return json_response(
-            await alerts_api.update_rule(state["pool"], who.workspace_id, rule_id, body)
+        rule = await change(
+            request,
+            who,
+            "alert_rule.updated",
+            "alert_rule",
+            lambda c: alerts_api.update_rule(c, who.workspace_id, rule_id, body),
         )
+        return json_response(rule)
 
     @app.delete("/api/v1/alert-rules/{rule_id}")
     async def delete_rule(request: Request, rule_id: str) -> Response:
         who = await principal(request, "admin")
-        await alerts_api.delete_rule(state["pool"], who.workspace_id, rule_id)
+        await change(
+            request,
+            who,
+            "alert_rule.deleted",
+            "alert_rule",
+            lambda c: alerts_api.delete_rule(c, who.workspace_id, rule_id),
+        )
         return Response(status_code=204)
 
     @app.post("/api/v1/webhook-endpoints")
     async def create_endpoint(request: Request) -> Response:
         who = await principal(request, "admin")
         body = await read_json(request, MANAGEMENT_BODY_BYTES)
-        created = await alerts_api.create_endpoint(
-            state["pool"],
-            state["secrets"],
-            who.workspace_id,
-            body,
-            allow_private=settings.allow_private_destinations,
+        created = await change(
+            request,
+            who,
+            "webhook_endpoint.created",
+            "webhook_endpoint",
+            lambda c: alerts_api.create_endpoint(
+                c,
+                state["secrets"],
+                who.workspace_id,
+                body,
+                allow_private=settings.allow_private_destinations,
+            ),
         )
         return json_response(created, 201)
 
@@ -281,7 +383,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.delete("/api/v1/webhook-endpoints/{endpoint_id}")
     async def delete_endpoint(request: Request, endpoint_id: str) -> Response:
         who = await principal(request, "admin")
-        await alerts_api.delete_endpoint(state["pool"], who.workspace_id, endpoint_id)
+        await change(
+            request,
+            who,
+            "webhook_endpoint.deleted",
+            "webhook_endpoint",
+            lambda c: alerts_api.delete_endpoint(c, who.workspace_id, endpoint_id),
+        )
         return Response(status_code=204)
 
     @app.get("/api/v1/alerts")
@@ -290,5 +398,217 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return json_response(
             await alerts_api.list_alerts(state["pool"], who.workspace_id, request.query_params)
         )
+
+    # -- workspace management (issue 5) ------------------------------------------
+
+    @app.get("/api/v1/workspace")
+    async def get_workspace(request: Request) -> Response:
+        who, tenant = await authorize(request, "read")
+        admit(who, tenant)
+        return json_response(
+            await manage.workspace_document(state["pool"], who.workspace_id, tenant.plan)
+        )
+
+    @app.patch("/api/v1/workspace")
+    async def patch_workspace(request: Request) -> Response:
+        who, tenant = await authorize(request, "admin")
+        admit(who, tenant)
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        return json_response(
+            await change(
+                request,
+                who,
+                "workspace.updated",
+                "workspace",
+                lambda c: manage.update_workspace(c, who.workspace_id, body, tenant.plan),
+            )
+        )
+
+    @app.post("/api/v1/api-keys")
+    async def create_api_key(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        created = await change(
+            request,
+            who,
+            "api_key.created",
+            "api_key",
+            lambda c: manage.create_key(c, who.workspace_id, body, plans),
+        )
+        return json_response(created, 201)
+
+    @app.get("/api/v1/api-keys")
+    async def list_api_keys(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await manage.list_keys(state["pool"], who.workspace_id))
+
+    @app.delete("/api/v1/api-keys/{key_id}")
+    async def revoke_api_key(request: Request, key_id: str) -> Response:
+        who = await principal(request, "admin")
+        await change(
+            request,
+            who,
+            "api_key.revoked",
+            "api_key",
+            lambda c: manage.revoke_key(c, who.workspace_id, key_id),
+        )
+        return Response(status_code=204)
+
+    @app.get("/api/v1/members")
+    async def list_members(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await manage.list_members(state["pool"], who.workspace_id))
+
+    @app.post("/api/v1/members")
+    async def add_member(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        added = await change(
+            request,
+            who,
+            "member.added",
+            "member",
+            lambda c: manage.add_member(c, who.workspace_id, body),
+        )
+        return json_response(added, 201)
+
+    @app.patch("/api/v1/members/{email}")
+    async def change_member(request: Request, email: str) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        return json_response(
+            await change(
+                request,
+                who,
+                "member.role_changed",
+                "member",
+                lambda c: manage.change_member(c, who.workspace_id, email, body),
+            )
+        )
+
+    @app.delete("/api/v1/members/{email}")
+    async def remove_member(request: Request, email: str) -> Response:
+        who = await principal(request, "admin")
+        await change(
+            request,
+            who,
+            "member.removed",
+            "member",
+            lambda c: manage.remove_member(c, who.workspace_id, email),
+        )
+        return Response(status_code=204)
+
+    @app.get("/api/v1/ip-allowlist")
+    async def list_allowlist(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await manage.list_allowlist(state["pool"], who.workspace_id))
+
+    @app.post("/api/v1/ip-allowlist")
+    async def add_allowlist(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        caller = client_ip(request, trusted)
+        added = await change(
+            request,
+            who,
+            "ip_allowlist.entry_added",
+            "ip_allowlist",
+            lambda c: manage.add_allowlist(c, who.workspace_id, body, plans, caller),
+        )
+        return json_response(added, 201)
+
+    @app.delete("/api/v1/ip-allowlist/{entry_id}")
+    async def remove_allowlist(request: Request, entry_id: str) -> Response:
+        who = await principal(request, "admin")
+        caller = client_ip(request, trusted)
+        await change(
+            request,
+            who,
+            "ip_allowlist.entry_removed",
+            "ip_allowlist",
+            lambda c: manage.remove_allowlist(c, who.workspace_id, entry_id, caller),
+        )
+        return Response(status_code=204)
+
+    @app.get("/api/v1/schemas")
+    async def list_schemas(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(await manage.list_schemas(state["pool"], who.workspace_id))
+
+    @app.get("/api/v1/schemas/{schema_id}")
+    async def get_schema(request: Request, schema_id: str) -> Response:
+        who = await principal(request, "read")
+        return json_response(await manage.get_schema(state["pool"], who.workspace_id, schema_id))
+
+    @app.post("/api/v1/schemas")
+    async def create_schema(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        created = await change(
+            request,
+            who,
+            "schema.created",
+            "schema",
+            lambda c: manage.create_schema(c, who.workspace_id, body, plans),
+        )
+        return json_response(created, 201)
+
+    @app.patch("/api/v1/schemas/{schema_id}")
+    async def update_schema(request: Request, schema_id: str) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        return json_response(
+            await change(
+                request,
+                who,
+                "schema.updated",
+                "schema",
+                lambda c: manage.update_schema(c, who.workspace_id, schema_id, body),
+            )
+        )
+
+    @app.delete("/api/v1/schemas/{schema_id}")
+    async def delete_schema(request: Request, schema_id: str) -> Response:
+        who = await principal(request, "admin")
+        await change(
+            request,
+            who,
+            "schema.deleted",
+            "schema",
+            lambda c: manage.delete_schema(c, who.workspace_id, schema_id),
+        )
+        return Response(status_code=204)
+
+    @app.put("/api/v1/operator/workspaces/{workspace_id}/plan")
+    async def operator_set_plan(request: Request, workspace_id: str) -> Response:
+        """The operator's API (``CHAINLOG_OPERATOR_TOKEN``), not a workspace's."""
+        token = settings.operator_token
+        given = request.headers.get("authorization", "")
+        if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise errors.unauthenticated("the operator token is required (CHAINLOG_OPERATOR_TOKEN)")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        wid = manage.parse_uuid(workspace_id)
+        if wid is None:
+            raise errors.not_found(f"no workspace {workspace_id}")
+        plan_id = body.get("plan") if isinstance(body, dict) else None
+        operator = Actor(
+            id="operator:api",
+            type="operator",
+            ip=client_ip(request, trusted),
+            user_agent=request.headers.get("user-agent"),
+        )
+        async with state["pool"].acquire() as conn, conn.transaction():
+            done = await manage.set_plan(conn, wid, str(plan_id), plans)
+            await state["admin"].record(
+                wid,
+                operator,
+                "workspace.plan_changed",
+                "workspace",
+                wid,
+                before=done.before,
+                after=done.after,
+            )
+        state["tenants"].invalidate(wid)
+        return json_response(done.result)
 
     return app

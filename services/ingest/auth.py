@@ -23,6 +23,7 @@ class Principal:
     key_id: str
     prefix: str
     scopes: frozenset[str]
+    name: str = ""
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -58,11 +59,17 @@ class KeyCache:
         prefix = keys.split_prefix(key)
         if prefix is None:
             return None
+        # Found and proved by prefix and hash; last_used_at moves at most
+        # once per cache period per gateway.
         row = await self.pool.fetchrow(
-            "SELECT id, workspace_id, key_hash, scopes FROM api_keys"
-            " WHERE prefix = $1 AND revoked_at IS NULL",
+            "UPDATE api_keys SET last_used_at = now()"
+            " WHERE prefix = $1 AND key_hash = $2 AND revoked_at IS NULL"
+            " RETURNING id, workspace_id, scopes, name",
             prefix,
+            keys.hash_key(key),
         )
-        if row is None or not keys.matches(key, row["key_hash"]):
+        if row is None:
             return None
-        return Principal(str(row["workspace_id"]), str(row["id"]), prefix, frozenset(row["scopes"]))
+        return Principal(
+            str(row["workspace_id"]), str(row["id"]), prefix, frozenset(row["scopes"]), row["name"]
+        )

@@ -31,6 +31,8 @@ FILTERS = (
     "tenant_id",
     "session_id",
     "ip_country",
+    "action_category",
+    "schema_violation",
     "target_type",
     "target_id",
     "search",
@@ -90,9 +92,24 @@ def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list
         args.append(value)
         return f"${len(args)}"
 
-    for name in ("actor_id", "resource", "resource_id", "tenant_id", "session_id"):
+    for name in (
+        "actor_id",
+        "resource",
+        "resource_id",
+        "tenant_id",
+        "session_id",
+        "action_category",
+    ):
         if params.get(name):
             where.append(f"{name} = {arg(params[name])}")
+    flag = params.get("schema_violation")
+    if flag:
+        if flag in ("true", "false"):
+            where.append("schema_violation" if flag == "true" else "NOT schema_violation")
+        else:
+            violations.append(
+                {"field": "schema_violation", "message": "schema_violation must be true or false"}
+            )
     country = params.get("ip_country")
     if country:
         if len(country) == 2 and country.isascii() and country.isalpha():

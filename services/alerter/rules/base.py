@@ -9,21 +9,21 @@ a restart, so the same inputs MUST always give the same verdict.
 from __future__ import annotations
 
 import bisect
-import functools
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-MAX_PATTERN_LEN = 200
+# Re-exported: the rule types import them from here.
+from libs.common.patterns import MAX_PATTERN_LEN as MAX_PATTERN_LEN
+from libs.common.patterns import check_pattern
+from libs.common.patterns import compile_pattern as compile_pattern
+from libs.common.patterns import matches_any as matches_any
+
 MAX_PATTERNS = 50
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-# The characters an action may contain (libs.common.event.ACTION_RE) plus ``*``:
-# a pattern with any other character could never match.
-_PATTERN_RE = re.compile(r"^[A-Za-z0-9_.*\-]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,42 +92,6 @@ class RuleType(Protocol):
     ) -> Verdict:
         """Fold one event into the state of its key; say whether the rule fires."""
         ...
-
-
-# --- action patterns -------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=4096)
-def compile_pattern(pattern: str) -> Callable[[str], bool]:
-    """A matcher for a glob where ``*`` matches any run of characters.
-
-    Matched by prefix, suffix and an in-order search for the pieces between
-    stars rather than a regex: a user's ``*a*a*a*…`` pattern must not
-    backtrack exponentially on the alerter's hot path.
-    """
-    pieces = pattern.split("*")
-    if len(pieces) == 1:
-        return pattern.__eq__
-    head, *middle, tail = pieces
-    inner = [p for p in middle if p]
-    min_len = sum(len(p) for p in pieces)
-
-    def match(action: str) -> bool:
-        if len(action) < min_len or not action.startswith(head) or not action.endswith(tail):
-            return False
-        pos, end = len(head), len(action) - len(tail)
-        for piece in inner:
-            found = action.find(piece, pos, end)
-            if found < 0:
-                return False
-            pos = found + len(piece)
-        return True
-
-    return match
-
-
-def matches_any(patterns: list[str], action: str) -> bool:
-    return any(compile_pattern(p)(action) for p in patterns)
 
 
 # --- time and state helpers ------------------------------------------------
@@ -238,14 +202,10 @@ def boolean(value: object) -> bool:
 
 
 def pattern(value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_PATTERN_LEN:
-        raise Bad(f"must be a non-empty string of at most {MAX_PATTERN_LEN} characters")
-    if _PATTERN_RE.match(value) is None:
-        raise Bad(
-            "must be an action pattern of letters, digits, '.', '_', '-' and '*'"
-            " (any run of characters), e.g. *.delete"
-        )
-    return value
+    problem = check_pattern(value)
+    if problem is not None:
+        raise Bad(problem)
+    return str(value)  # already a str: check_pattern refuses anything else
 
 
 def patterns(value: object) -> list[str]:
