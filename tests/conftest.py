@@ -13,7 +13,15 @@ import pytest
 
 from libs.common import keys
 from libs.common.settings import Settings
-from tests.stack import API_URL, METRICS_PORTS, Service, ensure_infra, stack_env, wait_for_api
+from tests.stack import (
+    API_URL,
+    METRICS_PORTS,
+    Service,
+    ensure_infra,
+    stack_env,
+    wait_for_api,
+    wait_until,
+)
 
 
 @dataclass(frozen=True)
@@ -84,3 +92,26 @@ def event(i: int = 0, **fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"actor_id": f"user-{i % 7}", "action": "document.update"}
     base.update(fields)
     return base
+
+
+async def settle(db: asyncpg.Pool, workspace_id: str, ids: list[str]) -> int:
+    """Wait until events ``ids`` are stored and the alerter is past them; returns their last seq."""
+
+    async def stored() -> int | None:
+        n, last = await db.fetchrow(
+            "SELECT count(*), max(seq) FROM events WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+            workspace_id,
+            ids,
+        )
+        return int(last) if n == len(ids) else None
+
+    last = await wait_until(stored, within=120, what=f"{len(ids)} events to be stored")
+
+    async def evaluated() -> bool:
+        seq = await db.fetchval(
+            "SELECT last_seq FROM alerter_progress WHERE workspace_id = $1", workspace_id
+        )
+        return seq is not None and seq >= last
+
+    await wait_until(evaluated, within=120, what=f"the alerter to reach seq {last}")
+    return last

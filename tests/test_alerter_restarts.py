@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import Workspace
 from tests.receivers import WebhookReceiver
 from tests.stack import METRICS_PORTS, Service, wait_until
+from tests.test_alerts import settle
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +67,7 @@ async def _stream(
     ws: Workspace,
     actors: Counter[str],
     at: dict[int, asyncio.Event],
+    ids: list[str],
 ) -> None:
     for n in range(REQUESTS):
         batch = [
@@ -74,20 +76,15 @@ async def _stream(
         ]
         r = await api.post("/api/v1/events/batch", json={"events": batch}, headers=ws.headers)
         assert r.status_code == 202, r.text
+        ids.extend(item["id"] for item in r.json()["results"])
         actors.update(e["actor_id"] for e in batch)
         if n in at:
             at[n].set()
 
 
-async def _exact(
-    api: httpx.AsyncClient, db: asyncpg.Pool, ws: Workspace, actors: Counter[str]
-) -> None:
-    total = REQUESTS * PER_REQUEST
-
-    async def caught_up() -> bool:
-        return await _progress(db, ws) >= total
-
-    await wait_until(caught_up, within=180, what=f"the alerter to reach seq {total}")
+async def _exact(db: asyncpg.Pool, ws: Workspace, actors: Counter[str], ids: list[str]) -> None:
+    assert len(ids) == REQUESTS * PER_REQUEST
+    await settle(db, ws.id, ids)
     rows = await db.fetch(
         "SELECT event_seq, count(*) AS n FROM alerts WHERE workspace_id = $1 GROUP BY event_seq",
         ws.id,
@@ -109,10 +106,7 @@ async def test_alerter_killed_mid_window(
     r = await api.post("/api/v1/events/batch", json={"events": first}, headers=workspace.headers)
     assert r.status_code == 202
 
-    async def committed() -> bool:
-        return await _progress(admin_db, workspace) >= THRESHOLD - 1
-
-    await wait_until(committed, what="the first events to be committed by the alerter")
+    await settle(admin_db, workspace.id, [item["id"] for item in r.json()["results"]])
     assert (
         await admin_db.fetchval("SELECT count(*) FROM alerts WHERE workspace_id = $1", workspace.id)
         == 0
@@ -120,6 +114,7 @@ async def test_alerter_killed_mid_window(
     alerter.kill()
     r = await api.post("/api/v1/events", json=first[0], headers=workspace.headers)
     assert r.status_code == 202
+    completing = r.json()["id"]
     alerter.start()
 
     async def fired() -> int:
@@ -131,9 +126,9 @@ async def test_alerter_killed_mid_window(
 
     assert await wait_until(fired, what="the alert completing the window") == 1
     row = await admin_db.fetchrow(
-        "SELECT event_seq, reason FROM alerts WHERE workspace_id = $1", workspace.id
+        "SELECT event_id, reason FROM alerts WHERE workspace_id = $1", workspace.id
     )
-    assert row["event_seq"] == THRESHOLD
+    assert str(row["event_id"]) == completing
     assert f"{THRESHOLD} times" in row["reason"]
 
 
@@ -147,14 +142,15 @@ async def test_alerter_killed_under_load(
     await _rule(api, workspace)
     actors: Counter[str] = Counter()
     third = asyncio.Event()
-    stream = asyncio.create_task(_stream(api, workspace, actors, {REQUESTS // 3: third}))
+    ids: list[str] = []
+    stream = asyncio.create_task(_stream(api, workspace, actors, {REQUESTS // 3: third}, ids))
     await third.wait()
     alerter.kill()
     at_kill = await _progress(admin_db, workspace)
     alerter.start()
     await stream
     assert at_kill < REQUESTS * PER_REQUEST, "the kill came after the stream: it proves nothing"
-    await _exact(api, admin_db, workspace, actors)
+    await _exact(admin_db, workspace, actors, ids)
 
 
 async def test_alerter_rebalanced_between_two_instances(
@@ -172,14 +168,15 @@ async def test_alerter_rebalanced_between_two_instances(
     await _rule(api, workspace)
     actors: Counter[str] = Counter()
     marks = {REQUESTS // 4: asyncio.Event(), REQUESTS // 2: asyncio.Event()}
-    stream = asyncio.create_task(_stream(api, workspace, actors, marks))
+    ids: list[str] = []
+    stream = asyncio.create_task(_stream(api, workspace, actors, marks, ids))
     try:
         await marks[REQUESTS // 4].wait()
         second.start()
         await marks[REQUESTS // 2].wait()
         first.kill()
         await stream
-        await _exact(api, admin_db, workspace, actors)
+        await _exact(admin_db, workspace, actors, ids)
     finally:
         if not first.running():
             first.start()

@@ -496,3 +496,33 @@ def test_cli_workspace_create_and_show(env: dict[str, str], services: Any) -> No
         check=False,
     )
     assert bad.returncode != 0 and "plan" in bad.stderr
+
+
+async def test_cli_keys_and_members_through_the_api(
+    env: dict[str, str], workspace: Workspace, api: httpx.AsyncClient
+) -> None:
+    chainlog = str(REPO / ".venv" / "bin" / "chainlog")
+    cli_env = env | {"CHAINLOG_API_URL": str(api.base_url), "CHAINLOG_API_KEY": workspace.key}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [chainlog, *args], env=cli_env, capture_output=True, text=True, check=False
+        )
+
+    made = await asyncio.to_thread(run, "keys", "create", "deploy", "--scopes", "ingest,read")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert key["scopes"] == ["ingest", "read"] and key["key"].startswith("clk_")
+    listed = json.loads((await asyncio.to_thread(run, "keys", "list")).stdout)["data"]
+    assert key["prefix"] in [k["prefix"] for k in listed]
+    assert (await asyncio.to_thread(run, "keys", "revoke", key["id"])).returncode == 0
+    assert (
+        await asyncio.to_thread(run, "members", "add", "dee@example.com", "--role", "owner")
+    ).returncode == 0
+    assert (
+        await asyncio.to_thread(run, "members", "set-role", "dee@example.com", "admin")
+    ).returncode == 1
+    refused = await asyncio.to_thread(run, "members", "remove", "dee@example.com")
+    assert refused.returncode == 1 and "owner" in refused.stderr
+    members = json.loads((await asyncio.to_thread(run, "members", "list")).stdout)["data"]
+    assert [(m["email"], m["role"]) for m in members] == [("dee@example.com", "owner")]

@@ -8,7 +8,7 @@ DEMO="${STATE}/demo.env"
 API_URL="http://${BIND_HOST}:${CHAINLOG_API_PORT:-8080}"
 DB_URL="postgresql://postgres@${BIND_HOST}:${PG_PORT}/chainlog"
 if [[ ! -s "$DEMO" ]]; then
-    created="$("${REPO}/.venv/bin/chainlog" workspace create demo)"
+    created="$("${REPO}/.venv/bin/chainlog" workspace create demo --plan pro)"
     key="$(printf '%s' "$created" | "${REPO}/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')"
     umask 077
     {

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import httpx
 import typer
 
 from libs.common import errors, kafka, keys
@@ -167,6 +168,92 @@ def workspace_set_plan(workspace_id: str, plan: str) -> None:
         typer.echo(exc.message, err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(done.result))
+
+
+# -- through the API: keys and members ------------------------------------------
+
+keys_cli = typer.Typer(no_args_is_help=True, help="API keys (through the API, admin key).")
+members_cli = typer.Typer(no_args_is_help=True, help="Team members (through the API, admin key).")
+app.add_typer(keys_cli, name="keys")
+app.add_typer(members_cli, name="members")
+
+API_URL = typer.Option(
+    "http://127.0.0.1:8080", envvar="CHAINLOG_API_URL", help="The gateway (CHAINLOG_API_URL)."
+)
+API_KEY = typer.Option(
+    ...,
+    envvar="CHAINLOG_API_KEY",
+    help="An admin-scoped key (CHAINLOG_API_KEY).",
+    show_default=False,
+)
+
+
+def _api(method: str, url: str, key: str, path: str, body: object = None) -> object:
+    """One API call; prints the error and exits 1 when it is refused."""
+    with httpx.Client(base_url=url, timeout=30) as http:
+        r = http.request(method, path, json=body, headers={"Authorization": f"Bearer {key}"})
+    if r.status_code >= 400:
+        typer.echo(f"{r.status_code}: {r.text}", err=True)
+        raise typer.Exit(1)
+    return None if r.status_code == 204 else r.json()
+
+
+def _show(doc: object) -> None:
+    if doc is not None:
+        typer.echo(json.dumps(doc, indent=2))
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: str,
+    scopes: str = typer.Option("ingest", help="Comma-separated: ingest, read, admin."),
+    api_url: str = API_URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Create a key; prints it once (it is stored only as a hash)."""
+    body = {"name": name, "scopes": [s.strip() for s in scopes.split(",") if s.strip()]}
+    _show(_api("POST", api_url, api_key, "/api/v1/api-keys", body))
+
+
+@keys_cli.command("list")
+def keys_list(api_url: str = API_URL, api_key: str = API_KEY) -> None:
+    """Keys with prefix, scopes, created, last used and revoked times."""
+    _show(_api("GET", api_url, api_key, "/api/v1/api-keys"))
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: str, api_url: str = API_URL, api_key: str = API_KEY) -> None:
+    """Revoke a key: refused everywhere within CHAINLOG_KEY_CACHE_SECONDS."""
+    _api("DELETE", api_url, api_key, f"/api/v1/api-keys/{key_id}")
+
+
+@members_cli.command("list")
+def members_list(api_url: str = API_URL, api_key: str = API_KEY) -> None:
+    """Members and their roles."""
+    _show(_api("GET", api_url, api_key, "/api/v1/members"))
+
+
+@members_cli.command("add")
+def members_add(
+    email: str,
+    role: str = typer.Option("viewer", help="owner, admin or viewer."),
+    api_url: str = API_URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Add a member."""
+    _show(_api("POST", api_url, api_key, "/api/v1/members", {"email": email, "role": role}))
+
+
+@members_cli.command("set-role")
+def members_set_role(email: str, role: str, api_url: str = API_URL, api_key: str = API_KEY) -> None:
+    """Change a member's role (a workspace always keeps one owner)."""
+    _show(_api("PATCH", api_url, api_key, f"/api/v1/members/{email}", {"role": role}))
+
+
+@members_cli.command("remove")
+def members_remove(email: str, api_url: str = API_URL, api_key: str = API_KEY) -> None:
+    """Remove a member (not the last owner)."""
+    _api("DELETE", api_url, api_key, f"/api/v1/members/{email}")
 
 
 @app.command("status")
