@@ -14,7 +14,7 @@ from libs.common import keys
 from libs.common.settings import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "deploy" / "local" / "services.sh"
-NAMES = ("chainer", "enricher", "exporter", "alerter", "ingest")
+NAMES = ("chainer", "enricher", "exporter", "alerter", "streamer", "ingest")
 #: The pipeline stages between ingest and the query table, in order.
 PIPELINE = ("chainer", "enricher", "exporter")
 _STATUS = re.compile(r"^(\w+): (running|stopped)(?: \(pid (\d+)\))?$")

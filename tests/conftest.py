@@ -50,7 +50,7 @@ def settings(env: dict[str, str]) -> Settings:
 def services(env: dict[str, str]) -> Iterator[dict[str, Service]]:
     procs = {
         name: Service.with_metrics_port(name, env, METRICS_PORTS[name])
-        for name in ("chainer", "enricher", "exporter", "alerter")
+        for name in ("chainer", "enricher", "exporter", "alerter", "streamer")
     } | {
         "ingest": Service("ingest", env),
     }

@@ -33,6 +33,7 @@ METRICS_PORTS = {
     "exporter": API_PORT + 1002,
     "enricher": API_PORT + 1003,
     "alerter": API_PORT + 1004,
+    "streamer": API_PORT + 1005,
 }
 OPERATOR_TOKEN = "test-operator-token"
 #: The suite's own SMTP server (aiosmtpd, in the test process).
@@ -62,6 +63,7 @@ def stack_env() -> dict[str, str]:
         CHAINLOG_WEBHOOK_TIMEOUT_SECONDS="3",
         CHAINLOG_WEBHOOK_BACKOFF_BASE_MS="200",
         CHAINLOG_OPERATOR_TOKEN=OPERATOR_TOKEN,
+        CHAINLOG_STREAM_MAX_FAILURES="4",
     )
     return env
 

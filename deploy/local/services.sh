@@ -9,7 +9,7 @@ set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(chainer enricher exporter alerter ingest)
+SERVICES=(chainer enricher exporter alerter streamer ingest)
 RUN="${STATE}/run"
 PY="${REPO}/.venv/bin/python"
 API_PORT="${CHAINLOG_API_PORT:-8080}"

@@ -1,7 +1,7 @@
 """Prometheus metrics, one registry per process, passed in (never global).
 
 Names are ``chainlog_<service>_<what>``. Consumers serve theirs on
-``CHAINLOG_METRICS_PORT`` (chainer 9101, exporter 9102, enricher 9103, alerter 9104 by default); the
+``CHAINLOG_METRICS_PORT`` (chainer 9101, exporter 9102, enricher 9103, alerter 9104, streamer 9105 by default); the
 gateway serves ``/metrics`` on its API port.
 """
 
@@ -119,6 +119,47 @@ class AlerterMetrics:
             "chainlog_alerter_delivery_attempts",
             "Delivery attempts by channel and outcome (delivered, retry, failed)",
             ["channel", "outcome"],
+            registry=registry,
+        )
+
+
+class StreamerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.delivered = Counter(
+            "chainlog_streamer_delivered",
+            "Events delivered, by stream",
+            ["stream"],
+            registry=registry,
+        )
+        self.retried = Counter(
+            "chainlog_streamer_retried",
+            "Batches that failed and will be retried, by stream",
+            ["stream"],
+            registry=registry,
+        )
+        self.failed = Counter(
+            "chainlog_streamer_failed",
+            "Batches refused for good (the stream goes to error), by stream",
+            ["stream"],
+            registry=registry,
+        )
+        self.lag_events = Gauge(
+            "chainlog_streamer_lag_events",
+            "Events of the workspace after the stream's cursor",
+            ["stream"],
+            registry=registry,
+        )
+        self.lag_seconds = Gauge(
+            "chainlog_streamer_lag_seconds",
+            "Age of the oldest event in the batch last read (0 when caught up)",
+            ["stream"],
+            registry=registry,
+        )
+        self.send_seconds = Histogram(
+            "chainlog_streamer_send_seconds",
+            "Time of one delivery attempt, by stream",
+            ["stream"],
+            buckets=BATCH_BUCKETS,
             registry=registry,
         )
 

@@ -62,6 +62,7 @@ USAGE_SQL: dict[str, str] = {
     "api_keys": "SELECT count(*) FROM api_keys WHERE workspace_id = $1 AND revoked_at IS NULL",
     "ip_allowlist_entries": "SELECT count(*) FROM ip_allowlist WHERE workspace_id = $1",
     "event_schemas": "SELECT count(*) FROM event_schemas WHERE workspace_id = $1",
+    "log_streams": "SELECT count(*) FROM log_streams WHERE workspace_id = $1 AND deleted_at IS NULL",
 }
 
 UNLIMITED = "unlimited"

@@ -86,6 +86,8 @@ class Settings:
     trusted_proxies: str
     #: Bearer token of the operator API (plan changes); unset: that API is off.
     operator_token: str | None = field(repr=False)
+    #: Consecutive failed batches after which a log stream goes to ``error``.
+    stream_max_failures: int
 
     @property
     def topics(self) -> Names:
@@ -138,4 +140,5 @@ class Settings:
             plans_file=Path(env["CHAINLOG_PLANS_FILE"]) if env.get("CHAINLOG_PLANS_FILE") else None,
             trusted_proxies=env.get("CHAINLOG_TRUSTED_PROXIES", ""),
             operator_token=env.get("CHAINLOG_OPERATOR_TOKEN") or None,
+            stream_max_failures=_int(env, "CHAINLOG_STREAM_MAX_FAILURES", 10, 1),
         )

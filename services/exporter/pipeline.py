@@ -50,6 +50,9 @@ INSERT = (
 )
 
 
+NOTIFY = "SELECT pg_notify('chainlog_events', w::text) FROM unnest($1::uuid[]) AS w"
+
+
 class Materialiser:
     """Writes chained events into PostgreSQL.
 
@@ -150,6 +153,8 @@ class Materialiser:
             try:
                 async with self.pool.acquire() as conn:
                     await conn.execute(INSERT, *columns)
+                    # Wakes the streamer's workers of these workspaces.
+                    await conn.execute(NOTIFY, sorted(set(columns[0])))
                 return
             except DATABASE_UNAVAILABLE as exc:
                 self.log.warning("store.database_unavailable", error=repr(exc), retry_in_s=delay)

@@ -29,7 +29,7 @@ from libs.common.logs import Logger
 from libs.common.metrics import IngestMetrics
 from libs.common.plans import load_plans
 from libs.common.settings import Settings
-from services.ingest import alerts_api, manage, query
+from services.ingest import alerts_api, manage, query, streams_api
 from services.ingest.accept import Acceptor, Outcome
 from services.ingest.adminlog import Actor, AdminLog
 from services.ingest.auth import KeyCache, Principal
@@ -578,6 +578,85 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             lambda c: manage.delete_schema(c, who.workspace_id, schema_id),
         )
         return Response(status_code=204)
+
+    # -- log streams (issue 4) ----------------------------------------------------
+
+    @app.post("/api/v1/log-streams")
+    async def create_stream(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        created = await change(
+            request,
+            who,
+            "log_stream.created",
+            "log_stream",
+            lambda c: streams_api.create(
+                c,
+                state["secrets"],
+                who.workspace_id,
+                body,
+                plans,
+                allow_private=settings.allow_private_destinations,
+            ),
+        )
+        return json_response(created, 201)
+
+    @app.get("/api/v1/log-streams")
+    async def list_streams(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await streams_api.list_streams(state["pool"], who.workspace_id))
+
+    @app.get("/api/v1/log-streams/{stream_id}")
+    async def get_stream(request: Request, stream_id: str) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await streams_api.get(state["pool"], who.workspace_id, stream_id))
+
+    @app.patch("/api/v1/log-streams/{stream_id}")
+    async def update_stream(request: Request, stream_id: str) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        return json_response(
+            await change(
+                request,
+                who,
+                "log_stream.updated",
+                "log_stream",
+                lambda c: streams_api.update(
+                    c,
+                    state["secrets"],
+                    who.workspace_id,
+                    stream_id,
+                    body,
+                    allow_private=settings.allow_private_destinations,
+                ),
+            )
+        )
+
+    @app.delete("/api/v1/log-streams/{stream_id}")
+    async def delete_stream(request: Request, stream_id: str) -> Response:
+        who = await principal(request, "admin")
+        await change(
+            request,
+            who,
+            "log_stream.deleted",
+            "log_stream",
+            lambda c: streams_api.delete(c, who.workspace_id, stream_id),
+        )
+        return Response(status_code=204)
+
+    @app.post("/api/v1/log-streams/{stream_id}/test")
+    async def test_stream(request: Request, stream_id: str) -> Response:
+        """Send one synthetic event now and report what the destination answered."""
+        who = await principal(request, "admin")
+        return json_response(
+            await streams_api.send_test(
+                state["pool"],
+                state["secrets"],
+                who.workspace_id,
+                stream_id,
+                allow_private=settings.allow_private_destinations,
+            )
+        )
 
     @app.put("/api/v1/operator/workspaces/{workspace_id}/plan")
     async def operator_set_plan(request: Request, workspace_id: str) -> Response:
