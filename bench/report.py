@@ -128,6 +128,8 @@ def table(res: dict[str, Any]) -> str:
             stage,
             "events_per_s",
         )
+    ours("streamer events/s to a local _bulk receiver", "streamer", "alone", "events_per_s")
+    ours("streamer events/s, beside a dead destination", "streamer", "beside_dead", "events_per_s")
     v = res.get("verify")
     ours(
         f"verify {_n(_get(v, 'events'))} events, s (best of {len(_get(v, 'seconds') or [])})",

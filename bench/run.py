@@ -11,6 +11,8 @@ Phases, one after the other (never two systems at once):
    stopped, ``--chainer-events`` queued through ingest, the stage restarted,
    its drain timed from its Kafka offsets (the alerter with one rule of
    every type).
+4. Streamer events/s: a 100,000-event backlog forwarded to a local
+   Elasticsearch-style receiver, alone and beside a dead destination.
 4. Baseline: the same load against ``bench/baseline_app.py`` (one table,
    trigger-chained), started here and stopped afterwards.
 5. Verify: GET /api/v1/verify over a ``--verify-events`` chain.
@@ -41,6 +43,7 @@ from bench.drain import measure_drain
 from bench.e2e import Target, measure
 from bench.events import make_bodies
 from bench.services import PIPELINE, Services, new_workspace, settle, wait_http
+from bench.streamer import measure_streamer
 from bench.verify import Fixture, time_verify
 from libs.common.settings import Settings
 
@@ -165,6 +168,17 @@ class Bench:
             prepare=prepare,
         )
 
+    async def streamer(self, services: Services) -> dict[str, Any]:
+        return await measure_streamer(
+            services,
+            self.pool,
+            self.api,
+            self.bodies,
+            batch=self.cfg.batch,
+            events=STREAMER_EVENTS,
+            clients=self.cfg.clients,
+        )
+
     async def alert_rules(self, workspace_id: str, key: str) -> None:
         """One rule of every type, so the alerter's drain evaluates all five."""
         async with httpx.AsyncClient(base_url=self.api, timeout=10) as http:
@@ -207,6 +221,7 @@ BENCH_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("repeated_action", {"threshold": 20, "window_seconds": 60}),
     ("off_hours", {"start": "09:00", "end": "18:00"}),
 )
+STREAMER_EVENTS = 100_000
 STEADY_FRACTION = 0.5
 STEADY_SECONDS = 20.0
 
@@ -268,6 +283,8 @@ async def main(cfg: Config) -> dict[str, Any]:
                 lambda: bench.drain(services, "alerter", bench.alert_rules),
                 pool,
             )
+        if not cfg.skip_chainer:
+            await phase(res, "streamer", lambda: bench.streamer(services), pool)
         if not cfg.skip_baseline:
             await phase(res, "baseline", bench.baseline, pool)
         if not cfg.skip_verify:
