@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 NOWHERE = str(uuid.uuid4())
 
-#: Every route, with the scope it needs.
+#: Every route, with the scope it needs (checked against the OpenAPI below).
 ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/api/v1/events", "ingest"),
     ("POST", "/api/v1/events/batch", "ingest"),
@@ -59,6 +59,12 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/api/v1/schemas", "admin"),
     ("PATCH", f"/api/v1/schemas/{NOWHERE}", "admin"),
     ("DELETE", f"/api/v1/schemas/{NOWHERE}", "admin"),
+    ("POST", "/api/v1/log-streams", "admin"),
+    ("GET", "/api/v1/log-streams", "admin"),
+    ("GET", f"/api/v1/log-streams/{NOWHERE}", "admin"),
+    ("PATCH", f"/api/v1/log-streams/{NOWHERE}", "admin"),
+    ("DELETE", f"/api/v1/log-streams/{NOWHERE}", "admin"),
+    ("POST", f"/api/v1/log-streams/{NOWHERE}/test", "admin"),
 ]
 
 
@@ -104,6 +110,7 @@ def _documented_paths(api: httpx.AsyncClient) -> set[str]:
             .replace("{key_id}", NOWHERE)
             .replace("{entry_id}", NOWHERE)
             .replace("{schema_id}", NOWHERE)
+            .replace("{stream_id}", NOWHERE)
             .replace("{email}", "x@example.com")
         )
     return out
