@@ -16,9 +16,17 @@ from libs.common.settings import Settings
 
 
 def consumer(
-    settings: Settings, *subscribe: str, group: str | None, **extra: Any
+    settings: Settings,
+    *subscribe: str,
+    group: str | None,
+    fetch_max_wait_ms: int = topics.FETCH_MAX_WAIT_MS,
+    **extra: Any,
 ) -> AIOKafkaConsumer:
-    """A manual-commit, read_committed consumer of ``subscribe`` in ``group``."""
+    """A manual-commit, read_committed consumer of ``subscribe`` in ``group``.
+
+    ``fetch_max_wait_ms`` trades latency for CPU: a consumer off the query
+    path (the alerter) waits longer and takes bigger fetches.
+    """
     return AIOKafkaConsumer(
         *subscribe,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -28,7 +36,7 @@ def consumer(
         isolation_level="read_committed",
         max_partition_fetch_bytes=topics.MAX_MESSAGE_BYTES,
         fetch_max_bytes=4 * topics.MAX_MESSAGE_BYTES,
-        fetch_max_wait_ms=topics.FETCH_MAX_WAIT_MS,
+        fetch_max_wait_ms=fetch_max_wait_ms,
         **extra,
     )
 
