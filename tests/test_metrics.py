@@ -58,3 +58,22 @@ async def test_metrics_count_what_flows(
     await wait_until(written, what="the exporter's counter to move by 7")
     committed = await scrape(chainer_url)
     assert committed[("chainlog_chainer_transactions_total", (("outcome", "committed"),))] >= 1
+
+
+async def test_every_service_says_whether_it_is_alive_and_ready(
+    api: httpx.AsyncClient, services: dict[str, Service]
+) -> None:
+    """/healthz and /readyz on each consumer's metrics port and on the gateway."""
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in METRICS_PORTS.items()}
+    urls["ingest"] = str(api.base_url).rstrip("/")
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, url in urls.items():
+            assert (await client.get(f"{url}/healthz")).status_code == 200, name
+
+            async def ready(url: str = url) -> dict[str, str] | None:
+                r = await client.get(f"{url}/readyz")
+                return dict(r.json()) if r.status_code == 200 else None
+
+            report = await wait_until(ready, what=f"{name} to be ready")
+            assert report["status"] == "ok"
+            assert all(v == "up" for k, v in report.items() if k != "status"), (name, report)

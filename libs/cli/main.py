@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import runpy
 import subprocess
 from collections.abc import Awaitable, Callable
 
@@ -254,6 +255,17 @@ def members_set_role(email: str, role: str, api_url: str = API_URL, api_key: str
 def members_remove(email: str, api_url: str = API_URL, api_key: str = API_KEY) -> None:
     """Remove a member (not the last owner)."""
     _api("DELETE", api_url, api_key, f"/api/v1/members/{email}")
+
+
+SERVICES = ("ingest", "chainer", "enricher", "exporter", "alerter", "streamer")
+
+
+@app.command("serve")
+def serve(service: str) -> None:
+    """Run one service in the foreground (what the container images do)."""
+    if service not in SERVICES:
+        raise typer.BadParameter(f"service must be one of: {', '.join(SERVICES)}")
+    runpy.run_module(f"services.{service}", run_name="__main__", alter_sys=True)
 
 
 @app.command("status")

@@ -7,7 +7,16 @@ gateway serves ``/metrics`` on its API port.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import json
+import threading
+from collections.abc import Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from libs.common.health import Health
 
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -164,6 +173,33 @@ class StreamerMetrics:
         )
 
 
-def serve(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> None:
-    """Serve ``/metrics`` from a background thread."""
-    start_http_server(port, addr=host, registry=registry)
+def serve(
+    registry: CollectorRegistry, port: int, host: str = "127.0.0.1", health: Health | None = None
+) -> None:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` from a background thread."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            ok, report = (True, {}) if health is None or path == "/healthz" else health.ready()
+            body = json.dumps({"status": "ok" if ok else "unavailable", **report}).encode()
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        result: Iterable[bytes] = metrics_app(environ, start_response)
+        return result
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

@@ -19,12 +19,12 @@ from services.alerter.pipeline import Alerter
 async def main() -> None:
     settings = Settings.from_env()
     registry = CollectorRegistry()
-    metrics.serve(registry, settings.metrics_port or 9104)
     alerter_metrics = metrics.AlerterMetrics(registry)
     log = Logger("alerter")
     pool = await connect_pool(settings.database_url, max_size=8)
     deliverer = Deliverer(settings, pool, log, alerter_metrics, secretbox.for_settings(settings))
     alerter = Alerter(settings, log, alerter_metrics, on_alerts=deliverer.notify)
+    metrics.serve(registry, settings.metrics_port or 9104, health=alerter.health)
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

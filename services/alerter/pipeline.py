@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from libs.common import enrichment, kafka
 from libs.common.chain import iter_segment
 from libs.common.db import DATABASE_UNAVAILABLE
+from libs.common.health import Health
 from libs.common.logs import Logger
 from libs.common.metrics import AlerterMetrics
 from libs.common.settings import Settings
@@ -158,6 +159,7 @@ class Alerter:
             fetch_min_bytes=256 * 1024,
         )
         self.pool: asyncpg.Pool | None = None
+        self.health = Health(needs=("kafka", "postgres"))
 
     def stop(self) -> None:
         self.stopping.set()
@@ -166,6 +168,8 @@ class Alerter:
         self.pool = pool
         await self.consumer.start()
         self.consumer.subscribe([self.names.enriched], listener=_Listener(self))
+        self.health.up("kafka")
+        self.health.up("postgres")
         self.log.info("alerter.started")
         try:
             while not self.stopping.is_set():
@@ -197,6 +201,7 @@ class Alerter:
                         for line in decode(tp, r.value, r.headers)
                     ]
                     fired = await self._process(lines, rules)
+                self.health.up("postgres")
                 break
             except Conflict as exc:
                 self.log.warning("alerter.conflict", error=str(exc))
@@ -205,6 +210,7 @@ class Alerter:
                     self.caches.pop(p, None)
             except DATABASE_UNAVAILABLE as exc:
                 self.log.warning("alerter.database_unavailable", error=repr(exc), retry_in_s=delay)
+                self.health.down("postgres", repr(exc)[:200])
                 for p in partitions:
                     self.caches.pop(p, None)
                 assert self.pool is not None

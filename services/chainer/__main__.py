@@ -17,8 +17,8 @@ from services.chainer.pipeline import Chainer
 async def main() -> None:
     settings = Settings.from_env()
     registry = CollectorRegistry()
-    metrics.serve(registry, settings.metrics_port or 9101)
     chainer = Chainer(settings, Logger("chainer"), metrics.ChainerMetrics(registry))
+    metrics.serve(registry, settings.metrics_port or 9101, health=chainer.health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, chainer.stop)

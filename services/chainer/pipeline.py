@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from libs.common import deadletter, kafka
+from libs.common.health import Health
 from libs.common.logs import Logger
 from libs.common.metrics import ChainerMetrics
 from libs.common.settings import Settings
@@ -63,6 +64,7 @@ class Chainer:
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.consumer = kafka.consumer(settings, group=self.group_id)
+        self.health = Health(needs=("kafka",))
         # Reads the compacted state topics; read_committed, so it sees
         # exactly what committed transactions wrote.
         self.state_reader = AIOKafkaConsumer(
@@ -78,6 +80,7 @@ class Chainer:
         await self.state_reader.start()
         await self.consumer.start()
         self.consumer.subscribe([self.names.raw], listener=_Listener(self))
+        self.health.up("kafka")
         self.log.info("chainer.started", bootstrap=self.settings.kafka_bootstrap)
         try:
             while not self.stopping.is_set():

@@ -18,9 +18,9 @@ from services.enricher.pipeline import Enricher
 async def main() -> None:
     settings = Settings.from_env()
     registry = CollectorRegistry()
-    metrics.serve(registry, settings.metrics_port or 9103)
     locator = Locator.open(settings.geoip_database)
     enricher = Enricher(settings, Logger("enricher"), metrics.EnricherMetrics(registry), locator)
+    metrics.serve(registry, settings.metrics_port or 9103, health=enricher.health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, enricher.stop)

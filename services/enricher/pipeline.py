@@ -19,6 +19,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.common import enrichment, kafka
 from libs.common.chain import iter_segment
+from libs.common.health import Health
 from libs.common.logs import Logger
 from libs.common.metrics import EnricherMetrics
 from libs.common.settings import Settings
@@ -50,6 +51,7 @@ class Enricher:
             settings, self.names.chained, group=self.names.group("enricher")
         )
         self.producer = kafka.producer(settings, linger_ms=5)
+        self.health = Health(needs=("kafka",))
 
     def stop(self) -> None:
         self.stopping.set()
@@ -57,6 +59,7 @@ class Enricher:
     async def run(self) -> None:
         await self.producer.start()
         await self.consumer.start()
+        self.health.up("kafka")
         self.log.info("enricher.started", database=self.locator.database_description())
         try:
             while not self.stopping.is_set():

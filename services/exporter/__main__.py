@@ -17,8 +17,8 @@ from services.exporter.pipeline import Materialiser
 async def main() -> None:
     settings = Settings.from_env()
     registry = CollectorRegistry()
-    metrics.serve(registry, settings.metrics_port or 9102)
     materialiser = Materialiser(settings, Logger("exporter"), metrics.ExporterMetrics(registry))
+    metrics.serve(registry, settings.metrics_port or 9102, health=materialiser.health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, materialiser.stop)

@@ -16,6 +16,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.common import deadletter, kafka
 from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
+from libs.common.health import Health
 from libs.common.logs import Logger
 from libs.common.metrics import ExporterMetrics
 from libs.common.settings import Settings
@@ -76,12 +77,15 @@ class Materialiser:
         self.stopping = asyncio.Event()
         self.consumer = kafka.consumer(settings, self.source, group=self.names.group("exporter"))
         self.dlq = kafka.producer(settings)
+        self.health = Health(needs=("kafka", "postgres"))
         self.pool: asyncpg.Pool | None = None
 
     async def run(self) -> None:
         self.pool = await connect_pool(self.settings.database_url, max_size=4)
         await self.dlq.start()
         await self.consumer.start()
+        self.health.up("kafka")
+        self.health.up("postgres")
         self.log.info("exporter.started", source=self.source)
         # One batch is written while the next is fetched and decoded, so
         # PostgreSQL and this process work at the same time. Offsets are
@@ -155,9 +159,11 @@ class Materialiser:
                     await conn.execute(INSERT, *columns)
                     # Wakes the streamer's workers of these workspaces.
                     await conn.execute(NOTIFY, sorted(set(columns[0])))
+                self.health.up("postgres")
                 return
             except DATABASE_UNAVAILABLE as exc:
                 self.log.warning("store.database_unavailable", error=repr(exc), retry_in_s=delay)
+                self.health.down("postgres", repr(exc)[:200])
                 self.metrics.database_retries.inc()
                 await self.pool.expire_connections()  # never reuse a half-broken one
                 await asyncio.sleep(delay)

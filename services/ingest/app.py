@@ -222,6 +222,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        """200 when PostgreSQL answers and Kafka knows the raw topic; else 503 saying which."""
+        report: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2):
+                await state["pool"].fetchval("SELECT 1")
+            report["postgres"] = "up"
+        except (TimeoutError, *DATABASE_UNAVAILABLE) as exc:  # type: ignore[misc]
+            report["postgres"] = f"down: {type(exc).__name__}"
+        try:
+            async with asyncio.timeout(2):
+                parts = await state["producer"].partitions_for(settings.topics.raw)
+            report["kafka"] = "up" if parts else "down: the raw topic has no partitions"
+        except Exception as exc:
+            report["kafka"] = f"down: {type(exc).__name__}"
+        ok = all(v == "up" for v in report.values())
+        return json_response(
+            {"status": "ok" if ok else "unavailable", **report}, 200 if ok else 503
+        )
+
     async def ingest(
         who: Principal, tenant: Tenant, events: list[Any], prefix: str
     ) -> tuple[Outcome, Decision]:

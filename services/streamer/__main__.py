@@ -18,7 +18,6 @@ from services.streamer.pipeline import Streamer
 async def main() -> None:
     settings = Settings.from_env()
     registry = CollectorRegistry()
-    metrics.serve(registry, settings.metrics_port or 9105)
     pool = await connect_pool(settings.database_url, max_size=10)
     streamer = Streamer(
         settings,
@@ -26,6 +25,7 @@ async def main() -> None:
         metrics.StreamerMetrics(registry),
         secretbox.for_settings(settings),
     )
+    metrics.serve(registry, settings.metrics_port or 9105, health=streamer.health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, streamer.stop)

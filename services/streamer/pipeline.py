@@ -39,6 +39,7 @@ import httpx
 import orjson
 
 from libs.common.db import DATABASE_UNAVAILABLE
+from libs.common.health import Health
 from libs.common.logs import Logger
 from libs.common.metrics import StreamerMetrics
 from libs.common.patterns import matches_any
@@ -118,6 +119,7 @@ class Streamer:
         self.workers: dict[str, tuple[datetime, asyncio.Task[None]]] = {}
         self.wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.pool: asyncpg.Pool | None = None
+        self.health = Health(needs=("postgres",))
 
     def stop(self) -> None:
         self.stopping.set()
@@ -136,8 +138,10 @@ class Streamer:
             while not self.stopping.is_set():
                 try:
                     await self._refresh()
+                    self.health.up("postgres")
                 except DATABASE_UNAVAILABLE as exc:
                     self.log.warning("streamer.database_unavailable", error=repr(exc))
+                    self.health.down("postgres", repr(exc)[:200])
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(REFRESH_S):
                         await self.stopping.wait()
