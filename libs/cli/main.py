@@ -268,11 +268,81 @@ def serve(service: str) -> None:
     runpy.run_module(f"services.{service}", run_name="__main__", alter_sys=True)
 
 
+#: Where each service answers /readyz by default (CHAINLOG_METRICS_PORT, API port).
+READY_PORTS = {
+    "chainer": 9101,
+    "exporter": 9102,
+    "enricher": 9103,
+    "alerter": 9104,
+    "streamer": 9105,
+}
+STREAM_LAG = """
+SELECT coalesce(sum(GREATEST(0, (SELECT max(seq) FROM events e WHERE e.workspace_id = s.workspace_id)
+                                - c.last_seq)), 0)
+FROM log_streams s JOIN log_stream_cursors c ON c.stream_id = s.id
+WHERE s.enabled AND s.deleted_at IS NULL
+"""
+
+
+async def _health_table(settings: Settings) -> list[tuple[str, str, str]]:
+    """(service, readiness, lag) for each service, as a person reads them."""
+    names = settings.topics
+    inputs = {
+        "chainer": names.raw,
+        "enricher": names.chained,
+        "exporter": names.enriched,
+        "alerter": names.enriched,
+    }
+    ports = {**READY_PORTS, "ingest": settings.api_port}
+    rows = []
+    async with httpx.AsyncClient(timeout=3) as http:
+        for service in SERVICES:
+            try:
+                r = await http.get(f"http://127.0.0.1:{ports[service]}/readyz")
+                doc = r.json()
+                ready = (
+                    "ready"
+                    if r.status_code == 200
+                    else "NOT READY: "
+                    + ", ".join(f"{k} {v}" for k, v in doc.items() if k != "status" and v != "up")
+                )
+            except (httpx.HTTPError, ValueError):
+                ready = "no answer"
+            lag = "-"
+            if service in inputs:
+                n = await kafka.group_lag(
+                    settings,
+                    inputs[service],
+                    names.group(service),
+                    transactional=inputs[service] == names.chained,
+                )
+                lag = "?" if n is None else f"{n} records"
+            elif service == "streamer":
+                try:
+                    conn = await asyncpg.connect(settings.database_admin_url, timeout=3)
+                    try:
+                        lag = f"{await conn.fetchval(STREAM_LAG)} events"
+                    finally:
+                        await conn.close()
+                except (OSError, asyncpg.PostgresError):
+                    lag = "?"
+            rows.append((service, ready, lag))
+    return rows
+
+
 @app.command("status")
 def status() -> None:
-    """What runs of the local stack: broker, database, services."""
+    """What runs of the local stack, and each service's readiness and backlog."""
     script = REPO_ROOT / "deploy" / "local" / "services.sh"
-    raise typer.Exit(subprocess.call(["bash", str(script), "status"]))
+    code = subprocess.call(["bash", str(script), "status"])
+    rows = asyncio.run(_health_table(Settings.from_env()))
+    widths = [
+        max(len(r[i]) for r in [("service", "readiness", "backlog"), *rows]) for i in range(3)
+    ]
+    typer.echo("")
+    for row in [("service", "readiness", "backlog"), *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ wait for every replica and are idempotent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
 
 from libs.common import topics
 from libs.common.settings import Settings
@@ -50,3 +54,47 @@ def producer(settings: Settings, **extra: Any) -> AIOKafkaProducer:
     }
     options.update(extra)
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **options)
+
+
+def observe_lag(
+    consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Sequence[Any]], gauge: Gauge
+) -> None:
+    """Set ``gauge`` (label ``partition``) to the records left after each batch.
+
+    The high watermark comes with every fetch; on a transactional topic it
+    counts the commit marker too, so a caught-up partition may show 1.
+    """
+    for tp, records in batches.items():
+        high = consumer.highwater(tp)
+        if high is not None and records:
+            gauge.labels(str(tp.partition)).set(max(0, high - records[-1].offset - 1))
+
+
+async def group_lag(
+    settings: Settings, topic: str, group: str, *, transactional: bool = False
+) -> int | None:
+    """Records of ``topic`` not yet committed by ``group``; None if Kafka does not answer.
+
+    A transactionally written partition ends with a commit marker that no
+    consumer commits past: ``transactional`` counts one behind as caught up.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        await admin.start()
+        await reader.start()
+        (desc,) = await admin.describe_topics([topic])
+        tps = [TopicPartition(topic, p["partition"]) for p in desc["partitions"]]
+        end = await reader.end_offsets(tps)
+        begin = await reader.beginning_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        done = {tp: o.offset for tp, o in committed.items() if o.offset >= 0}
+        lags = [end[tp] - done.get(tp, begin[tp]) for tp in tps]
+        if transactional:
+            lags = [max(0, n - 1) for n in lags]
+        return int(sum(lags))
+    except (KafkaError, OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        await reader.stop()
+        await admin.close()

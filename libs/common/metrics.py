@@ -46,6 +46,12 @@ class IngestMetrics:
 
 class ChainerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "chainlog_chainer_lag",
+            "Records left in the input topic after the last batch, by partition",
+            ["partition"],
+            registry=registry,
+        )
         self.events = Counter("chainlog_chainer_events", "Events chained", registry=registry)
         self.duplicates = Counter(
             "chainlog_chainer_duplicates", "Events dropped by idempotency key", registry=registry
@@ -71,6 +77,12 @@ class ChainerMetrics:
 
 class ExporterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "chainlog_exporter_lag",
+            "Records left in the input topic after the last batch, by partition",
+            ["partition"],
+            registry=registry,
+        )
         self.rows = Counter("chainlog_exporter_rows", "Event rows written", registry=registry)
         self.dead_lettered = Counter(
             "chainlog_exporter_dead_lettered",
@@ -92,6 +104,12 @@ class ExporterMetrics:
 
 class EnricherMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "chainlog_enricher_lag",
+            "Records left in the input topic after the last batch, by partition",
+            ["partition"],
+            registry=registry,
+        )
         self.events = Counter("chainlog_enricher_events", "Events enriched", registry=registry)
         self.cache_hits = Gauge(
             "chainlog_enricher_cache_hits", "GeoIP lookups answered by the cache", registry=registry
@@ -111,6 +129,12 @@ class EnricherMetrics:
 
 class AlerterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "chainlog_alerter_lag",
+            "Records left in the input topic after the last batch, by partition",
+            ["partition"],
+            registry=registry,
+        )
         self.events = Counter("chainlog_alerter_events", "Events evaluated", registry=registry)
         self.alerts = Counter("chainlog_alerter_alerts", "Alerts raised", registry=registry)
         self.conflicts = Counter(

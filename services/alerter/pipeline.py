@@ -174,6 +174,7 @@ class Alerter:
         try:
             while not self.stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
+                kafka.observe_lag(self.consumer, batches, self.metrics.lag)
                 if not batches:
                     continue
                 async with self.lock:
