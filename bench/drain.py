@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.e2e import VisibilityProbe
 from bench.load import run_load
 from bench.services import Services, new_workspace
-from libs.common.settings import Settings
+from libs.common.settings import REPO_ROOT, Settings
 
 LAG_POLL_S = 0.05
 
@@ -113,6 +116,7 @@ async def measure_drain(
     clients: int,
     timeout_s: float,
     prepare: Callable[[str, str], Awaitable[None]] | None = None,
+    instances: int = 1,
 ) -> dict[str, Any]:
     """Drain ``events`` queued in front of ``stage``; ``prepare(workspace_id, key)`` runs first."""
     requests = max(1, events // batch)
@@ -147,15 +151,36 @@ async def measure_drain(
             queued = await lag()
         finally:
             t_start = time.perf_counter()
+            extra = [_extra_instance(stage, n) for n in range(1, instances)]
             services.start(stage)
-        samples = [(t_start, queued)]
-        deadline = t_start + timeout_s
-        while samples[-1][1] > 0 and time.perf_counter() < deadline:
-            await asyncio.sleep(LAG_POLL_S)
-            samples.append((time.perf_counter(), await lag()))
+        try:
+            samples = [(t_start, queued)]
+            deadline = t_start + timeout_s
+            while samples[-1][1] > 0 and time.perf_counter() < deadline:
+                await asyncio.sleep(LAG_POLL_S)
+                samples.append((time.perf_counter(), await lag()))
+        finally:
+            for proc in extra:
+                proc.terminate()
+                proc.wait(timeout=60)
     async with VisibilityProbe(pool, "events", workspace_id) as probe:
         visible_at = await probe.wait_for(load.events_acked, timeout_s)
-    return _drain_result(load.as_dict(), samples, batch, queued, visible_at, t_start, timeout_s)
+    result = _drain_result(load.as_dict(), samples, batch, queued, visible_at, t_start, timeout_s)
+    return {**result, "instances": instances}
+
+
+def _extra_instance(stage: str, n: int) -> subprocess.Popen[bytes]:
+    """Another process of ``stage`` in the same consumer group (scale-out runs)."""
+    env = {**os.environ, "CHAINLOG_METRICS_PORT": str(9190 + n)}
+    log = open(REPO_ROOT / ".chainlog" / "logs" / f"bench-{stage}-{n}.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", f"services.{stage}"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 async def _drained(lag: GroupLag, timeout_s: float) -> None:

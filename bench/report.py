@@ -121,6 +121,11 @@ def table(res: dict[str, Any]) -> str:
     ours(f"chainer events/s (drain of {_n(_get(ch, 'queued_events'))})", "chainer", "events_per_s")
     ours("ingest events/s, chainer paused", "chainer", "ingest_only", "acked_events_per_s")
     ours("chainer restart → all queryable, s", "chainer", "restart_to_all_queryable_s", digits=1)
+    ours(
+        f"chainer events/s, 2 instances over {settings_partitions(res)} partitions",
+        "chainer_x2",
+        "events_per_s",
+    )
     for stage, what in (("enricher", "GeoIP"), ("alerter", "5 rules")):
         st = res.get(stage)
         ours(
@@ -143,6 +148,10 @@ def table(res: dict[str, Any]) -> str:
     fmt = " | ".join(f"{{:{'>' if i in (1, 2) else '<'}{w}}}" for i, w in enumerate(widths))
     rule = "-+-".join("-" * w for w in widths)
     return "\n".join([fmt.format(*header), rule, *(fmt.format(*r) for r in rows)])
+
+
+def settings_partitions(res: dict[str, Any]) -> str:
+    return str(res.get("config", {}).get("partitions", 12))
 
 
 def write(res: dict[str, Any]) -> Path:

@@ -153,6 +153,7 @@ class Bench:
         services: Services,
         stage: str,
         prepare: Callable[[str, str], Awaitable[None]] | None = None,
+        instances: int = 1,
     ) -> dict[str, Any]:
         return await measure_drain(
             self.settings,
@@ -166,6 +167,7 @@ class Bench:
             clients=self.cfg.clients,
             timeout_s=180.0,
             prepare=prepare,
+            instances=instances,
         )
 
     async def streamer(self, services: Services) -> dict[str, Any]:
@@ -252,7 +254,12 @@ async def main(cfg: Config) -> dict[str, Any]:
     services = Services()
     res: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
-        "config": {**asdict(cfg), "namespace": settings.namespace, "api_port": settings.api_port},
+        "config": {
+            **asdict(cfg),
+            "namespace": settings.namespace,
+            "api_port": settings.api_port,
+            "partitions": settings.partitions,
+        },
         "machine": report.machine(),
     }
     pool = await asyncpg.create_pool(settings.database_admin_url, min_size=1, max_size=4)
@@ -276,6 +283,9 @@ async def main(cfg: Config) -> dict[str, Any]:
             await phase(res, "profile", lambda: bench.profiled(services), pool)
         if not cfg.skip_chainer:
             await phase(res, "chainer", lambda: bench.drain(services, "chainer"), pool)
+            await phase(
+                res, "chainer_x2", lambda: bench.drain(services, "chainer", instances=2), pool
+            )
             await phase(res, "enricher", lambda: bench.drain(services, "enricher"), pool)
             await phase(
                 res,
