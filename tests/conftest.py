@@ -13,9 +13,11 @@ import pytest
 
 from libs.common import keys
 from libs.common.settings import Settings
+from tests import containers
 from tests.stack import (
     API_URL,
     METRICS_PORTS,
+    STATE,
     Service,
     ensure_infra,
     stack_env,
@@ -35,10 +37,15 @@ class Workspace:
 
 
 @pytest.fixture(scope="session")
-def env() -> dict[str, str]:
+def env() -> Iterator[dict[str, str]]:
     environment = stack_env()
-    ensure_infra(environment)
-    return environment
+    started = containers.start(environment) if containers.wanted(environment, STATE) else []
+    if started:
+        environment["CHAINLOG_TEST_INFRA_ACTIVE"] = "docker"
+    ensure_infra(environment, local=not started)
+    yield environment
+    for container in started:
+        container.stop()
 
 
 @pytest.fixture(scope="session")

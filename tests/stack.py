@@ -68,9 +68,12 @@ def stack_env() -> dict[str, str]:
     return env
 
 
-def ensure_infra(env: dict[str, str]) -> None:
-    """Start (or reuse) the broker and the database; migrate; create topics."""
-    for script in ("postgres.sh", "kafka.sh"):
+def ensure_infra(env: dict[str, str], *, local: bool = True) -> None:
+    """Start (or reuse) the broker and the database; migrate; create topics.
+
+    ``local=False``: they run in containers (tests/containers.py) already.
+    """
+    for script in ("postgres.sh", "kafka.sh") if local else ():
         subprocess.run(
             ["bash", str(REPO / "deploy" / "local" / script), "start"], check=True, env=env
         )
