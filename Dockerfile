@@ -1,5 +1,5 @@
 # One image for every Chainlog service and the CLI:
-#   docker run IMAGE python -m services.ingest   (or chainer, enricher, exporter, alerter)
+#   docker run IMAGE chainlog serve ingest   (or chainer, enricher, exporter, alerter, streamer)
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /app
 COPY requirements.lock pyproject.toml ./
@@ -7,11 +7,12 @@ RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir uv==0.13.9 \
  && /venv/bin/uv pip sync --python /venv/bin/python requirements.lock
 COPY libs ./libs
 COPY services ./services
-RUN /venv/bin/uv pip install --python /venv/bin/python --no-deps .
+RUN /venv/bin/uv pip install --python /venv/bin/python --no-deps --compile-bytecode .
 
 FROM python:3.11.11-slim-bookworm
 RUN useradd --system --uid 10001 chainlog
 COPY --from=build /venv /venv
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1
 USER chainlog
-CMD ["python", "-m", "services.ingest"]
+ENV CHAINLOG_API_HOST=0.0.0.0 CHAINLOG_METRICS_HOST=0.0.0.0
+CMD ["chainlog", "serve", "ingest"]

@@ -59,6 +59,8 @@ class Settings:
     verify_parallel_min: int
     namespace: str
     metrics_port: int | None
+    #: Where consumers serve /metrics, /healthz, /readyz (0.0.0.0 in containers).
+    metrics_host: str
     #: MaxMind DB for the enricher; None: the bundled GeoLite2-City database.
     geoip_database: Path | None
     #: Let webhooks and log streams reach loopback, private and link-local
@@ -120,6 +122,7 @@ class Settings:
             verify_parallel_min=_int(env, "CHAINLOG_VERIFY_PARALLEL_MIN", 200_000, 0),
             namespace=env.get("CHAINLOG_NAMESPACE", ""),
             metrics_port=_int(env, "CHAINLOG_METRICS_PORT", 0, 0) or None,
+            metrics_host=env.get("CHAINLOG_METRICS_HOST", "127.0.0.1"),
             geoip_database=Path(env["CHAINLOG_GEOIP_DATABASE"])
             if env.get("CHAINLOG_GEOIP_DATABASE")
             else None,

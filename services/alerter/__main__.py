@@ -24,7 +24,9 @@ async def main() -> None:
     pool = await connect_pool(settings.database_url, max_size=8)
     deliverer = Deliverer(settings, pool, log, alerter_metrics, secretbox.for_settings(settings))
     alerter = Alerter(settings, log, alerter_metrics, on_alerts=deliverer.notify)
-    metrics.serve(registry, settings.metrics_port or 9104, health=alerter.health)
+    metrics.serve(
+        registry, settings.metrics_port or 9104, host=settings.metrics_host, health=alerter.health
+    )
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

@@ -18,7 +18,9 @@ async def main() -> None:
     settings = Settings.from_env()
     registry = CollectorRegistry()
     chainer = Chainer(settings, Logger("chainer"), metrics.ChainerMetrics(registry))
-    metrics.serve(registry, settings.metrics_port or 9101, health=chainer.health)
+    metrics.serve(
+        registry, settings.metrics_port or 9101, host=settings.metrics_host, health=chainer.health
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, chainer.stop)

@@ -20,7 +20,9 @@ async def main() -> None:
     registry = CollectorRegistry()
     locator = Locator.open(settings.geoip_database)
     enricher = Enricher(settings, Logger("enricher"), metrics.EnricherMetrics(registry), locator)
-    metrics.serve(registry, settings.metrics_port or 9103, health=enricher.health)
+    metrics.serve(
+        registry, settings.metrics_port or 9103, host=settings.metrics_host, health=enricher.health
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, enricher.stop)

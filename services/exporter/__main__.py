@@ -18,7 +18,12 @@ async def main() -> None:
     settings = Settings.from_env()
     registry = CollectorRegistry()
     materialiser = Materialiser(settings, Logger("exporter"), metrics.ExporterMetrics(registry))
-    metrics.serve(registry, settings.metrics_port or 9102, health=materialiser.health)
+    metrics.serve(
+        registry,
+        settings.metrics_port or 9102,
+        host=settings.metrics_host,
+        health=materialiser.health,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, materialiser.stop)

@@ -25,7 +25,9 @@ async def main() -> None:
         metrics.StreamerMetrics(registry),
         secretbox.for_settings(settings),
     )
-    metrics.serve(registry, settings.metrics_port or 9105, health=streamer.health)
+    metrics.serve(
+        registry, settings.metrics_port or 9105, host=settings.metrics_host, health=streamer.health
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, streamer.stop)
