@@ -7,9 +7,13 @@ checks them.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,3 +227,16 @@ def test_consumers_listen_beyond_loopback_in_containers() -> None:
     (config,) = of_kind("ConfigMap")
     assert config["data"]["CHAINLOG_METRICS_HOST"] == "0.0.0.0"
     assert compose()["x-chainlog"]["environment"]["CHAINLOG_METRICS_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose CLI here")
+def test_compose_file_passes_docker_compose_config() -> None:
+    """``docker-compose config`` validates and renders the file without an engine."""
+    done = subprocess.run(
+        ["docker-compose", "-f", str(REPO / "docker-compose.yml"), "config", "--quiet"],
+        env={**os.environ, "CHAINLOG_SECRET_KEY": "placeholder"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
