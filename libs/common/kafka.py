@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from prometheus_client import Gauge
+from prometheus_client import Gauge, Histogram
 
 from libs.common import topics
 from libs.common.settings import Settings
@@ -57,13 +57,18 @@ def producer(settings: Settings, **extra: Any) -> AIOKafkaProducer:
 
 
 def observe_lag(
-    consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Sequence[Any]], gauge: Gauge
+    consumer: AIOKafkaConsumer,
+    batches: Mapping[TopicPartition, Sequence[Any]],
+    gauge: Gauge,
+    sizes: Histogram | None = None,
 ) -> None:
     """Set ``gauge`` (label ``partition``) to the records left after each batch.
 
     The high watermark comes with every fetch; on a transactional topic it
     counts the commit marker too, so a caught-up partition may show 1.
     """
+    if sizes is not None and batches:
+        sizes.observe(sum(len(r) for r in batches.values()))
     for tp, records in batches.items():
         high = consumer.highwater(tp)
         if high is not None and records:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 
 from libs.common.health import Health
 
+RECORD_BUCKETS = (1, 10, 50, 100, 500, 1000, 2000, 5000, 20000)
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -46,6 +47,12 @@ class IngestMetrics:
 
 class ChainerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.batch_records = Histogram(
+            "chainlog_chainer_batch_records",
+            "Records taken from the input topic per fetch",
+            buckets=RECORD_BUCKETS,
+            registry=registry,
+        )
         self.lag = Gauge(
             "chainlog_chainer_lag",
             "Records left in the input topic after the last batch, by partition",
@@ -77,6 +84,12 @@ class ChainerMetrics:
 
 class ExporterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.batch_records = Histogram(
+            "chainlog_exporter_batch_records",
+            "Records taken from the input topic per fetch",
+            buckets=RECORD_BUCKETS,
+            registry=registry,
+        )
         self.lag = Gauge(
             "chainlog_exporter_lag",
             "Records left in the input topic after the last batch, by partition",
@@ -104,6 +117,12 @@ class ExporterMetrics:
 
 class EnricherMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.batch_records = Histogram(
+            "chainlog_enricher_batch_records",
+            "Records taken from the input topic per fetch",
+            buckets=RECORD_BUCKETS,
+            registry=registry,
+        )
         self.lag = Gauge(
             "chainlog_enricher_lag",
             "Records left in the input topic after the last batch, by partition",
@@ -129,6 +148,12 @@ class EnricherMetrics:
 
 class AlerterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.batch_records = Histogram(
+            "chainlog_alerter_batch_records",
+            "Records taken from the input topic per fetch",
+            buckets=RECORD_BUCKETS,
+            registry=registry,
+        )
         self.lag = Gauge(
             "chainlog_alerter_lag",
             "Records left in the input topic after the last batch, by partition",

@@ -174,7 +174,9 @@ class Alerter:
         try:
             while not self.stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
-                kafka.observe_lag(self.consumer, batches, self.metrics.lag)
+                kafka.observe_lag(
+                    self.consumer, batches, self.metrics.lag, self.metrics.batch_records
+                )
                 if not batches:
                     continue
                 async with self.lock:

@@ -85,7 +85,9 @@ class Chainer:
         try:
             while not self.stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=20_000)
-                kafka.observe_lag(self.consumer, batches, self.metrics.lag)
+                kafka.observe_lag(
+                    self.consumer, batches, self.metrics.lag, self.metrics.batch_records
+                )
                 if batches:
                     async with self.lock:
                         await asyncio.gather(

@@ -94,7 +94,9 @@ class Materialiser:
         try:
             while not self.stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
-                kafka.observe_lag(self.consumer, batches, self.metrics.lag)
+                kafka.observe_lag(
+                    self.consumer, batches, self.metrics.lag, self.metrics.batch_records
+                )
                 if not batches:
                     if inflight is not None:
                         await inflight
