@@ -2,9 +2,10 @@
 #   docker run IMAGE chainlog serve ingest   (or chainer, enricher, exporter, alerter, streamer)
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /app
-COPY requirements.lock pyproject.toml ./
+# The runtime lock only: no test or lint tools in the image.
+COPY requirements-runtime.lock pyproject.toml ./
 RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir uv==0.13.9 \
- && /venv/bin/uv pip sync --python /venv/bin/python requirements.lock
+ && /venv/bin/uv pip sync --python /venv/bin/python requirements-runtime.lock
 COPY libs ./libs
 COPY services ./services
 RUN /venv/bin/uv pip install --python /venv/bin/python --no-deps --compile-bytecode .

@@ -25,6 +25,7 @@ $(VENV_STAMP): requirements.lock pyproject.toml
 
 lock:
 	.venv/bin/uv pip compile -q pyproject.toml --extra dev -o requirements.lock --python .venv/bin/python
+	.venv/bin/uv pip compile -q pyproject.toml -o requirements-runtime.lock --python .venv/bin/python
 
 lint: install
 	.venv/bin/ruff format --check .

@@ -240,3 +240,21 @@ def test_compose_file_passes_docker_compose_config() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_image_installs_the_runtime_lock_only_with_the_same_pins() -> None:
+    """The image carries no test tools, and what it installs is what CI tested."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "requirements-runtime.lock" in dockerfile and " requirements.lock" not in dockerfile
+
+    def pins(name: str) -> dict[str, str]:
+        out = {}
+        for line in (REPO / name).read_text().splitlines():
+            if "==" in line and not line.startswith((" ", "#")):
+                package, version = line.split("==", 1)
+                out[package.lower()] = version.strip()
+        return out
+
+    runtime, full = pins("requirements-runtime.lock"), pins("requirements.lock")
+    assert runtime and all(full.get(p) == v for p, v in runtime.items())
+    assert "pytest" not in runtime and "moto" not in runtime
