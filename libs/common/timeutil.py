@@ -36,6 +36,12 @@ def now_ts() -> str:
     return format_epoch_us(time.time_ns() // 1000)
 
 
+def parse_stored_ts(text: str) -> datetime:
+    """A timestamp of a hashed event: always written by :func:`format_ts` (UTC,
+    microseconds, ``Z``), a form ``fromisoformat`` reads in C."""
+    return datetime.fromisoformat(text)
+
+
 def parse_rfc3339(text: str) -> datetime:
     """Parse an RFC 3339 date-time (offset required); raises ValueError.
 

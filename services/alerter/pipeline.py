@@ -32,7 +32,7 @@ from libs.common.health import Health
 from libs.common.logs import Logger
 from libs.common.metrics import AlerterMetrics
 from libs.common.settings import Settings
-from libs.common.timeutil import uuid7
+from libs.common.timeutil import parse_stored_ts, uuid7
 from services.alerter import engine
 from services.alerter.rules.base import AlertEvent
 
@@ -75,10 +75,6 @@ class PartitionCache:
     states: dict[engine.StateKey, engine.KeyState | None] = field(default_factory=dict)
 
 
-def _ts(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def decode(tp: TopicPartition, value: bytes | None, headers: Any) -> list[Line]:
     """The events of one enriched record; lines that are not events are skipped.
 
@@ -90,13 +86,13 @@ def decode(tp: TopicPartition, value: bytes | None, headers: Any) -> list[Line]:
     for (digest, raw), g in zip(lines, geo, strict=True):
         try:
             ev = orjson.loads(raw)
-            received = _ts(ev["received_at"])
+            received = parse_stored_ts(ev["received_at"])
             event = AlertEvent(
                 event_id=ev["id"],
                 seq=ev["seq"],
                 action=ev["action"],
                 actor_id=ev["actor_id"],
-                occurred_at=_ts(ev["occurred_at"]) if "occurred_at" in ev else received,
+                occurred_at=parse_stored_ts(ev["occurred_at"]) if "occurred_at" in ev else received,
                 received_at=received,
                 ip_address=ev.get("ip_address"),
                 ip_country=g[0],

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from libs.common import enrichment
 from libs.common.chain import iter_segment
+from libs.common.timeutil import parse_stored_ts
 
 #: Columns written, in order (see migrations/001_spine.sql).
 COLUMNS = (
@@ -45,12 +45,6 @@ class BadSegment(Exception):
         self.reason = reason
 
 
-def _ts(text: str) -> datetime:
-    # Hashed timestamps are always written UTC, microseconds, "Z" (see
-    # timeutil.format_ts); fromisoformat reads that form in C.
-    return datetime.fromisoformat(text)
-
-
 def segment_rows(
     value: bytes | None, headers: Sequence[tuple[str, bytes]] | None = None
 ) -> Iterator[Row]:
@@ -65,8 +59,8 @@ def segment_rows(
     for (digest, body), (country, city) in zip(lines, geo, strict=True):
         try:
             ev = orjson.loads(body)
-            received = _ts(ev["received_at"])
-            occurred = _ts(ev["occurred_at"]) if "occurred_at" in ev else received
+            received = parse_stored_ts(ev["received_at"])
+            occurred = parse_stored_ts(ev["occurred_at"]) if "occurred_at" in ev else received
             targets = ev.get("targets")
             search = "\n".join(ev[k] for k in SEARCHED if k in ev).lower()
             row: Row = (

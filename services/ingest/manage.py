@@ -23,6 +23,7 @@ from libs.common import errors, keys
 from libs.common.plans import Plan, enforce, to_dict
 from libs.common.timeutil import format_ts, uuid7
 from services.ingest.schemas import validate_schema_definition
+from services.ingest.tenancy import within
 
 ROLES = ("owner", "admin", "viewer")
 SCHEMA_MODES = ("strict", "permissive")
@@ -262,13 +263,7 @@ async def _not_locked_out(conn: asyncpg.Connection, workspace_id: str, caller: s
             "SELECT cidr FROM ip_allowlist WHERE workspace_id = $1", workspace_id
         )
     ]
-    if not nets:
-        return
-    try:
-        addr = ipaddress.ip_address(caller or "")
-    except ValueError:
-        addr = None
-    if addr is None or not any(addr in n for n in nets):
+    if nets and not within(caller, nets):
         raise errors.validation_failed(
             [
                 bad(

@@ -44,17 +44,7 @@ class Tenant:
 
     def allows(self, ip: str | None) -> bool:
         """True when the workspace has no allowlist, or ``ip`` is on it."""
-        if not self.allowlist:
-            return True
-        if ip is None:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.allowlist)
+        return not self.allowlist or within(ip, self.allowlist)
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
@@ -70,21 +60,24 @@ def client_ip(request: Request, trusted_proxies: Sequence[Network]) -> str | Non
     a trusted proxy, so a client cannot choose its address by sending the
     header itself)."""
     peer = request.client.host if request.client else None
-    if peer is None or not trusted_proxies or not _within(peer, trusted_proxies):
+    if peer is None or not trusted_proxies or not within(peer, trusted_proxies):
         return peer
     forwarded = request.headers.get("x-forwarded-for", "")
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _within(hop, trusted_proxies):
+        if not within(hop, trusted_proxies):
             return hop
     return hops[0] if hops else peer
 
 
-def _within(ip: str, networks: Iterable[Network]) -> bool:
+def within(ip: str | None, networks: Iterable[Network]) -> bool:
+    """``ip`` (an IPv4-mapped IPv6 address as its IPv4 one) is in one of ``networks``."""
     try:
-        addr = ipaddress.ip_address(ip)
+        addr = ipaddress.ip_address(ip or "")
     except ValueError:
         return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
     return any(addr in net for net in networks)
 
 

@@ -46,6 +46,7 @@ from libs.common.patterns import matches_any
 from libs.common.secretbox import SecretBox, SecretError
 from libs.common.settings import Settings
 from libs.common.ssrf import GuardedTransport
+from services.ingest.query import render
 from services.ingest.streams_api import full_config
 from services.streamer.destinations import DESTINATIONS, Result
 
@@ -95,15 +96,6 @@ class Stream:
         if self.actions and not matches_any(list(self.actions), row["action"]):
             return False
         return self.tenants is None or row["tenant_id"] in self.tenants
-
-
-def render(row: asyncpg.Record) -> dict[str, Any]:
-    """An event as the API serves it (see services/ingest/query.py)."""
-    event: dict[str, Any] = orjson.loads(row["body"])
-    event["hash"] = row["hash"].hex()
-    event["ip_country"] = row["ip_country"]
-    event["ip_city"] = row["ip_city"]
-    return event
 
 
 class Streamer:
