@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.e2e import VisibilityProbe
 from bench.load import run_load
 from bench.services import Services, new_workspace
+from libs.common import kafka
 from libs.common.settings import REPO_ROOT, Settings
 
 LAG_POLL_S = 0.05
@@ -92,15 +93,7 @@ class GroupLag:
         committed = await self.admin.list_consumer_group_offsets(
             self.group, self.coordinator, self.tps
         )
-        done = {tp: o.offset for tp, o in committed.items() if o.offset >= 0}
-        lags = [end[tp] - done.get(tp, self.begin[tp]) for tp in self.tps]
-        if self.transactional:
-            # A transactional partition always ends with a commit marker, which
-            # takes an offset and is never returned to (nor committed by) the
-            # consumer: one behind is caught up. Markers inside the remaining
-            # range still count, so mid-drain the lag is a slight overestimate.
-            lags = [max(0, n - 1) for n in lags]
-        return sum(lags)
+        return kafka.backlog(self.tps, end, self.begin, committed, transactional=self.transactional)
 
 
 async def measure_drain(

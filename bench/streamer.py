@@ -12,7 +12,6 @@ destination slows the others.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,23 +22,9 @@ import httpx
 from bench.e2e import VisibilityProbe
 from bench.load import run_load
 from bench.services import Services, new_workspace
-from tests.siem_receivers import ElasticReceiver, HttpReceiver, Reply, Request
+from tests.siem_receivers import BlackHole, ElasticReceiver
 
 POLL_S = 0.05
-
-
-class _BlackHole(HttpReceiver):
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-
-    def start(self) -> _BlackHole:
-        super().start()
-        return self
-
-    def handle(self, request: Request) -> Reply:
-        self.release.wait(300)
-        return Reply(503)
 
 
 async def _drain(
@@ -55,7 +40,7 @@ async def _drain(
     timeout_s: float,
 ) -> dict[str, Any]:
     receiver = ElasticReceiver().start()
-    dead = _BlackHole().start() if dead_sibling else None
+    dead = BlackHole().start() if dead_sibling else None
     try:
         workspace_id, key = await new_workspace(pool, "bench-streamer")
         headers = {"authorization": f"Bearer {key}"}

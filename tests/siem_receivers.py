@@ -398,6 +398,26 @@ class ElasticReceiver(HttpReceiver):
         }
 
 
+class BlackHole(HttpReceiver):
+    """A dead destination: takes each request and answers nothing until released
+    (then 503). ``open`` counts the requests it is holding or has held."""
+
+    def __init__(self, hold_s: float = 300.0) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.hold_s = hold_s
+        self.open = 0
+
+    def start(self) -> BlackHole:
+        super().start()
+        return self
+
+    def handle(self, request: Request) -> Reply:
+        self.open += 1
+        self.release.wait(self.hold_s)
+        return Reply(503)
+
+
 class WebhookBatchReceiver(HttpReceiver):
     """Checks each POST with the ``standardwebhooks`` package; keeps the verified payloads."""
 

@@ -10,7 +10,6 @@ import asyncio
 import gzip
 import itertools
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +19,10 @@ import pytest
 
 from tests.conftest import Workspace
 from tests.siem_receivers import (
+    BlackHole,
     DatadogReceiver,
     ElasticReceiver,
     HecReceiver,
-    HttpReceiver,
-    Reply,
-    Request,
     S3Server,
     WebhookBatchReceiver,
 )
@@ -267,25 +264,10 @@ async def test_streamer_killed_mid_batch_loses_nothing(
         es.stop()
 
 
-class _BlackHole(HttpReceiver):
-    """Takes the request and never answers until released: a dead destination."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-        self.open = 0
-
-    def handle(self, request: Request) -> Reply:
-        with self.cond:
-            self.open += 1
-        self.release.wait(60)
-        return Reply(503)
-
-
 async def test_dead_destination_does_not_slow_a_healthy_one(
     api: httpx.AsyncClient, workspace: Workspace, admin_db: asyncpg.Pool
 ) -> None:
-    dead = _BlackHole().start()
+    dead = BlackHole(hold_s=60).start()
     healthy = ElasticReceiver().start()
     try:
         await _stream(
