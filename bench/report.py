@@ -57,6 +57,9 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
         "verify_s": verify_s,
         "verify_target_s": VERIFY_TARGET_S,
         "verify_met": verify_s < VERIFY_TARGET_S and bool(verify_ok) if verify_s else None,
+        "export_csv_s": _get(res, "export", "csv", "seconds"),
+        "export_target_s": _get(res, "export", "target_s"),
+        "export_met": _get(res, "export", "met"),
     }
 
 
@@ -143,6 +146,17 @@ def table(res: dict[str, Any]) -> str:
         digits=2,
         target=_verdict(t.get("verify_met"), f"< {VERIFY_TARGET_S:.0f} s and valid"),
     )
+    e = res.get("export")
+    ours(
+        f"export {_n(_get(e, 'events'))} events as CSV, s",
+        "export",
+        "csv",
+        "seconds",
+        digits=2,
+        target=_verdict(t.get("export_met"), f"< {_n(_get(e, 'target_s'))} s"),
+    )
+    ours("export as JSON Lines, s", "export", "jsonl", "seconds", digits=2)
+    ours("verify-export of that CSV (offline), s", "export", "verify_csv", "seconds", digits=2)
     header = ("metric", "chainlog", "baseline", "target")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     fmt = " | ".join(f"{{:{'>' if i in (1, 2) else '<'}{w}}}" for i, w in enumerate(widths))

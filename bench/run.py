@@ -42,6 +42,7 @@ from bench.baseline import run_baseline
 from bench.drain import measure_drain
 from bench.e2e import Target, measure
 from bench.events import make_bodies
+from bench.export import time_export
 from bench.services import PIPELINE, Services, new_workspace, settle, wait_http
 from bench.streamer import measure_streamer
 from bench.verify import Fixture, time_verify
@@ -215,6 +216,12 @@ class Bench:
         say(f"verify: chain ready ({how}); timing GET /api/v1/verify")
         return {"workspace_id": workspace_id, **info, **await time_verify(self.api, key, n)}
 
+    async def export(self) -> dict[str, Any]:
+        n = self.cfg.verify_events
+        workspace_id, _, _ = await Fixture(self.pool, self.settings.state_dir, n).ensure()
+        say(f"export: {n:,} events as CSV and JSON Lines, then verify-export on the CSV")
+        return {"workspace_id": workspace_id, **await time_export(self.pool, workspace_id, n)}
+
 
 BENCH_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("new_country", {}),
@@ -299,6 +306,7 @@ async def main(cfg: Config) -> dict[str, Any]:
             await phase(res, "baseline", bench.baseline, pool)
         if not cfg.skip_verify:
             await phase(res, "verify", bench.verify, pool)
+            await phase(res, "export", bench.export, pool)
     finally:
         await pool.close()
         services.restore()

@@ -64,6 +64,9 @@ def stack_env() -> dict[str, str]:
         CHAINLOG_WEBHOOK_BACKOFF_BASE_MS="200",
         CHAINLOG_OPERATOR_TOKEN=OPERATOR_TOKEN,
         CHAINLOG_STREAM_MAX_FAILURES="4",
+        # Scheduled verification often enough for a test to see it (tests/test_exports.py).
+        CHAINLOG_VERIFY_INTERVAL_SECONDS="5",
+        CHAINLOG_VERIFY_FULL_INTERVAL_SECONDS="20",
     )
     return env
 

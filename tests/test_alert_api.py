@@ -95,9 +95,10 @@ async def test_rule_lifecycle(api: httpx.AsyncClient, workspace: Workspace) -> N
         f"/api/v1/alert-rules/{rule['id']}", json={"rule_type": "off_hours"}, headers=h
     )
     assert fields(r) == ["conditions"]
-    assert [x["id"] for x in (await api.get("/api/v1/alert-rules", headers=h)).json()["data"]] == [
-        rule["id"]
-    ]
+    listed = (await api.get("/api/v1/alert-rules", headers=h)).json()["data"]
+    # Every workspace starts with its chain_integrity rule (docs/exports.md).
+    assert [(x["rule_type"], x["id"]) for x in listed][1:] == [(rule["rule_type"], rule["id"])]
+    assert listed[0]["rule_type"] == "chain_integrity"
     assert (await api.delete(f"/api/v1/alert-rules/{rule['id']}", headers=h)).status_code == 204
     assert (await api.get(f"/api/v1/alert-rules/{rule['id']}", headers=h)).status_code == 404
     assert (await api.delete(f"/api/v1/alert-rules/{rule['id']}", headers=h)).status_code == 404

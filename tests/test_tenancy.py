@@ -35,6 +35,11 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", f"/api/v1/events/{NOWHERE}", "read"),
     ("GET", "/api/v1/verify", "read"),
     ("GET", "/api/v1/alerts", "read"),
+    ("POST", "/api/v1/exports", "read"),
+    ("GET", "/api/v1/exports", "read"),
+    ("GET", f"/api/v1/exports/{NOWHERE}", "read"),
+    ("GET", f"/api/v1/exports/{NOWHERE}/download", "read"),
+    ("GET", "/api/v1/verifications", "read"),
     ("GET", "/api/v1/workspace", "read"),
     ("GET", "/api/v1/schemas", "read"),
     ("GET", f"/api/v1/schemas/{NOWHERE}", "read"),
@@ -112,6 +117,7 @@ def _documented_paths(api: httpx.AsyncClient) -> set[str]:
             .replace("{entry_id}", NOWHERE)
             .replace("{schema_id}", NOWHERE)
             .replace("{stream_id}", NOWHERE)
+            .replace("{export_id}", NOWHERE)
             .replace("{email}", "x@example.com")
         )
     return out

@@ -14,6 +14,7 @@ import typer
 
 from libs.common import errors, kafka, keys
 from libs.common.db import migrate
+from libs.common.logs import Logger
 from libs.common.plans import effective, load_plans
 from libs.common.settings import REPO_ROOT, Settings
 from libs.common.topics import ensure_topics
@@ -257,6 +258,88 @@ def members_remove(email: str, api_url: str = API_URL, api_key: str = API_KEY) -
     _api("DELETE", api_url, api_key, f"/api/v1/members/{email}")
 
 
+# -- verification and retention (issue 6) ---------------------------------------
+
+
+@app.command("verify")
+def verify_cmd(
+    from_seq: int = typer.Option(None, "--from-seq", help="First seq to check."),
+    to_seq: int = typer.Option(None, "--to-seq", help="Last seq to check."),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's answer as JSON."),
+    api_url: str = API_URL,
+    api_key: str = typer.Option(
+        ...,
+        envvar="CHAINLOG_API_KEY",
+        help="A read-scoped key (CHAINLOG_API_KEY).",
+        show_default=False,
+    ),
+) -> None:
+    """Verify the workspace's chain through the API: exit 0 when valid, 1 with the breaks."""
+    params = {k: v for k, v in (("from_seq", from_seq), ("to_seq", to_seq)) if v is not None}
+    with httpx.Client(base_url=api_url, timeout=600) as http:
+        r = http.get(
+            "/api/v1/verify", params=params, headers={"Authorization": f"Bearer {api_key}"}
+        )
+    if r.status_code >= 400:
+        typer.echo(f"{r.status_code}: {r.text}", err=True)
+        raise typer.Exit(2)
+    doc = r.json()
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        state = "VALID" if doc["valid"] else "BROKEN"
+        typer.echo(
+            f"{state}: {doc['events_checked']} events checked,"
+            f" seq {doc['first_seq']} to {doc['last_seq']}, head {doc['head_hash']}"
+        )
+        if doc.get("anchor"):
+            a = doc["anchor"]
+            typer.echo(f"starts after the retention anchor: seq {a['seq']}, hash {a['hash']}")
+        for b in doc["breaks"]:
+            typer.echo(
+                f"  {b['type']} at seq {b['seq']} (event {b['event_id']}):"
+                f" expected {b['expected_hash']}, found {b['actual_hash']}"
+            )
+        if doc.get("breaks_truncated"):
+            typer.echo("  (more breaks not shown)")
+    raise typer.Exit(0 if doc["valid"] else 1)
+
+
+retention_cli = typer.Typer(no_args_is_help=True, help="Retention and archives.")
+app.add_typer(retention_cli, name="retention")
+
+
+@retention_cli.command("run")
+def retention_run(
+    workspace_id: str = typer.Option(None, "--workspace", help="Only this workspace."),
+) -> None:
+    """Archive and remove what the plans no longer keep, now (the exporter does it daily)."""
+    from libs.common import storage
+    from libs.common.db import connect_pool
+    from services.exporter.retention import Retention
+
+    async def run() -> list[dict[str, object]]:
+        settings = Settings.from_env()
+        pool = await connect_pool(settings.database_url, max_size=2)
+        producer = kafka.producer(settings)
+        await producer.start()
+        try:
+            retention = Retention(
+                settings,
+                Logger("retention"),
+                storage.from_settings(settings),
+                pool,
+                AdminLog(Acceptor(producer, pool, settings.topics.raw)),
+                load_plans(settings.plans_file),
+            )
+            return await retention.run_all(only=workspace_id)
+        finally:
+            await producer.stop()
+            await pool.close()
+
+    typer.echo(json.dumps(asyncio.run(run()), indent=2))
+
+
 SERVICES = ("ingest", "chainer", "enricher", "exporter", "alerter", "streamer")
 
 
@@ -343,6 +426,56 @@ def status() -> None:
     for row in [("service", "readiness", "backlog"), *rows]:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
     raise typer.Exit(code)
+
+
+# -- offline verification of export and archive files (issue 6) -----------------
+
+
+EXPORT_FILES = typer.Argument(
+    ...,
+    metavar="FILE...",
+    help="CSV or JSON Lines files, plain or .gz, in seq order: archives, then exports.",
+)
+
+
+@app.command("verify-export")
+def verify_export_cmd(
+    files: list[str] = EXPORT_FILES,
+    filtered: bool = typer.Option(
+        False, "--filtered", help="A filtered export: seq jumps are expected gaps, not breaks."
+    ),
+    anchor: str = typer.Option(
+        None, "--anchor", help="SEQ:HASH of the event just before the first file's first row."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    max_breaks: int = typer.Option(100, "--max-breaks", min=1, help="Breaks listed at most."),
+) -> None:
+    """Verify export and archive files offline, as one chain: exit 0 valid, 1 breaks, 2 usage."""
+    from pathlib import Path
+
+    from libs.common import exportverify
+
+    def usage(code: str, message: str) -> typer.Exit:
+        typer.echo(
+            json.dumps({"error": code, "message": message}) if as_json else message, err=True
+        )
+        return typer.Exit(2)
+
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise usage("file_not_found", f"no such file: {', '.join(missing)}")
+    try:
+        start = exportverify.Anchor.parse(anchor) if anchor is not None else None
+    except ValueError as exc:
+        raise usage("invalid_anchor", str(exc)) from None
+    try:
+        result = exportverify.verify_export(
+            files, complete=not filtered, anchor=start, max_breaks=max_breaks
+        )
+    except exportverify.NotAnExport as exc:
+        raise usage("unknown_format", str(exc)) from None
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.report())
+    raise typer.Exit(0 if result.valid else 1)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,15 @@ async def create_key(
     return NewKey(key_id, prefix, key)
 
 
+#: Every workspace starts with a chain_integrity alert rule (on by default:
+#: the scheduled verification raises it; turning it off is an admin event).
+DEFAULT_RULES = (
+    "INSERT INTO alert_rules (id, workspace_id, name, rule_type, conditions, channels,"
+    " cooldown_seconds) VALUES (gen_random_uuid(), $1, 'Chain integrity', 'chain_integrity',"
+    " '{}'::jsonb, ARRAY['email', 'webhook'], 0)"
+)
+
+
 async def create_workspace(
     conn: asyncpg.Connection, name: str, plan: str = "free"
 ) -> tuple[str, NewKey]:
@@ -75,4 +84,5 @@ async def create_workspace(
             "INSERT INTO workspaces (id, name, plan) VALUES ($1, $2, $3)", workspace_id, name, plan
         )
         key = await create_key(conn, workspace_id, "default", list(SCOPES))
+        await conn.execute(DEFAULT_RULES, workspace_id)
     return workspace_id, key

@@ -55,14 +55,18 @@ _ONE = {
 _REMEDY = {"exports_per_month": "wait for next month or upgrade"}
 
 #: How many of a thing a workspace has now; ``$1`` is the workspace id.
-#: A feature whose table exists adds its query here (log streams and exports
-#: do not have one yet: pass ``count_sql`` to :func:`enforce` meanwhile).
+#: A feature whose table exists adds its query here.
 USAGE_SQL: dict[str, str] = {
-    "alert_rules": "SELECT count(*) FROM alert_rules WHERE workspace_id = $1 AND deleted_at IS NULL",
+    # The chain_integrity rule every workspace gets does not take a slot.
+    "alert_rules": "SELECT count(*) FROM alert_rules WHERE workspace_id = $1"
+    " AND deleted_at IS NULL AND rule_type <> 'chain_integrity'",
     "api_keys": "SELECT count(*) FROM api_keys WHERE workspace_id = $1 AND revoked_at IS NULL",
     "ip_allowlist_entries": "SELECT count(*) FROM ip_allowlist WHERE workspace_id = $1",
     "event_schemas": "SELECT count(*) FROM event_schemas WHERE workspace_id = $1",
     "log_streams": "SELECT count(*) FROM log_streams WHERE workspace_id = $1 AND deleted_at IS NULL",
+    # Started in this calendar month (UTC), whatever became of them.
+    "exports_per_month": "SELECT count(*) FROM exports WHERE workspace_id = $1"
+    " AND created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
 }
 
 UNLIMITED = "unlimited"

@@ -90,6 +90,23 @@ class Settings:
     operator_token: str | None = field(repr=False)
     #: Consecutive failed batches after which a log stream goes to ``error``.
     stream_max_failures: int
+    #: Export files and archives: this directory, unless an S3 bucket is set.
+    storage_dir: Path
+    storage_s3_bucket: str | None
+    storage_s3_endpoint_url: str
+    storage_s3_region: str
+    storage_s3_prefix: str
+    storage_s3_access_key_id: str | None = field(repr=False)
+    storage_s3_secret_access_key: str | None = field(repr=False)
+    #: Days a completed export can be downloaded.
+    export_ttl_days: int
+    #: Scheduled verification: an incremental pass this often, a full one this often.
+    verify_interval_s: int
+    verify_full_interval_s: int
+    #: Retention runs this often, connected as the retention role (the only
+    #: one that may remove archived events).
+    retention_interval_s: int
+    retention_database_url: str
 
     @property
     def topics(self) -> Names:
@@ -144,4 +161,21 @@ class Settings:
             trusted_proxies=env.get("CHAINLOG_TRUSTED_PROXIES", ""),
             operator_token=env.get("CHAINLOG_OPERATOR_TOKEN") or None,
             stream_max_failures=_int(env, "CHAINLOG_STREAM_MAX_FAILURES", 10, 1),
+            storage_dir=Path(env.get("CHAINLOG_STORAGE_DIR") or state / "files"),
+            storage_s3_bucket=env.get("CHAINLOG_STORAGE_S3_BUCKET") or None,
+            storage_s3_endpoint_url=env.get(
+                "CHAINLOG_STORAGE_S3_ENDPOINT_URL", "https://s3.amazonaws.com"
+            ),
+            storage_s3_region=env.get("CHAINLOG_STORAGE_S3_REGION", "us-east-1"),
+            storage_s3_prefix=env.get("CHAINLOG_STORAGE_S3_PREFIX", ""),
+            storage_s3_access_key_id=env.get("CHAINLOG_STORAGE_S3_ACCESS_KEY_ID") or None,
+            storage_s3_secret_access_key=env.get("CHAINLOG_STORAGE_S3_SECRET_ACCESS_KEY") or None,
+            export_ttl_days=_int(env, "CHAINLOG_EXPORT_TTL_DAYS", 7, 1),
+            verify_interval_s=_int(env, "CHAINLOG_VERIFY_INTERVAL_SECONDS", 3600, 1),
+            verify_full_interval_s=_int(env, "CHAINLOG_VERIFY_FULL_INTERVAL_SECONDS", 86400, 1),
+            retention_interval_s=_int(env, "CHAINLOG_RETENTION_INTERVAL_SECONDS", 86400, 1),
+            retention_database_url=env.get(
+                "CHAINLOG_RETENTION_DATABASE_URL",
+                f"postgresql://chainlog_retention@127.0.0.1:{pg_port}/chainlog",
+            ),
         )

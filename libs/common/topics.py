@@ -57,6 +57,10 @@ class Names:
     def dead_letter(self) -> str:
         return self._n("audit.events.dlq")
 
+    @property
+    def export_requests(self) -> str:
+        return self._n("audit.exports.requests")
+
     def group(self, service: str) -> str:
         return self._n(f"chainlog-{service}")
 
@@ -83,6 +87,8 @@ def specs(names: Names) -> tuple[TopicSpec, ...]:
             {"cleanup.policy": "compact,delete", "retention.ms": str(26 * 3_600_000)},
         ),
         TopicSpec(names.dead_letter, {**_BIG, "retention.ms": str(30 * 86_400_000)}),
+        # A request outlives any job: one not done in a week has long failed.
+        TopicSpec(names.export_requests, {"retention.ms": str(7 * 86_400_000)}),
     )
 
 

@@ -399,70 +399,13 @@ class Alerter:
     async def _write_alerts(self, conn: asyncpg.Connection, fired: list[engine.Fired]) -> None:
         if not fired:
             return
-        workspaces = sorted({f.rule.workspace_id for f in fired})
-        endpoints: dict[str, list[str]] = defaultdict(list)
-        for r in await conn.fetch(
-            "SELECT id, workspace_id FROM webhook_endpoints"
-            " WHERE workspace_id = ANY($1::uuid[]) AND deleted_at IS NULL ORDER BY created_at",
-            workspaces,
-        ):
-            endpoints[str(r["workspace_id"])].append(str(r["id"]))
-        admins: dict[str, list[str]] = defaultdict(list)
-        for r in await conn.fetch(
-            "SELECT workspace_id, email FROM workspace_members"
-            " WHERE workspace_id = ANY($1::uuid[]) AND role IN ('owner', 'admin')"
-            " ORDER BY email",
-            workspaces,
-        ):
-            admins[str(r["workspace_id"])].append(r["email"])
-        now = datetime.now(UTC)
-        alerts: list[tuple[Any, ...]] = []
-        deliveries: list[tuple[Any, ...]] = []
-        for f in fired:
-            line: Line = f.ref
-            alert_id = uuid7()
-            alerts.append(
-                (
-                    alert_id,
-                    f.rule.workspace_id,
-                    f.rule.id,
-                    f.rule.name,
-                    f.rule.rule_type,
-                    f.event.event_id,
-                    f.event.seq,
-                    f.reason,
-                    now,
-                    orjson.dumps(line.payload()).decode(),
-                )
-            )
-            ws = f.rule.workspace_id
-            if "webhook" in f.rule.channels:
-                targets = endpoints[ws]
-                if f.rule.webhook_endpoint_ids is not None:
-                    targets = [e for e in targets if e in f.rule.webhook_endpoint_ids]
-                for endpoint in targets:
-                    deliveries.append((uuid7(), alert_id, ws, "webhook", endpoint, None))
-            if "email" in f.rule.channels:
-                recipients = list(f.rule.email_recipients) or admins[ws]
-                if recipients:
-                    deliveries.append((uuid7(), alert_id, ws, "email", None, recipients))
-        inserted = await conn.fetch(
-            "INSERT INTO alerts (id, workspace_id, rule_id, rule_name, rule_type, event_id,"
-            "  event_seq, reason, triggered_at, event)"
-            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],"
-            "   $6::uuid[], $7::int8[], $8::text[], $9::timestamptz[], $10::jsonb[])"
-            " ON CONFLICT (rule_id, event_seq) DO NOTHING RETURNING id",
-            *[list(c) for c in zip(*alerts, strict=True)],
+        await write_alerts(
+            conn,
+            [
+                NewAlert(f.rule, f.event.event_id, f.event.seq, f.reason, f.ref.payload())
+                for f in fired
+            ],
         )
-        kept = {str(r["id"]) for r in inserted}
-        deliveries = [d for d in deliveries if d[1] in kept]
-        for d in deliveries:
-            await conn.execute(
-                "INSERT INTO alert_deliveries"
-                " (id, alert_id, workspace_id, channel, webhook_endpoint_id, recipients)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                *d,
-            )
         for f in fired:
             self.log.info(
                 "alert.raised",
@@ -471,6 +414,91 @@ class Alerter:
                 rule_type=f.rule.rule_type,
                 event_id=f.event.event_id,
             )
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An alert to raise: the rule, the event (id and seq) it is about, why, what it shows."""
+
+    rule: engine.Rule
+    event_id: str
+    seq: int
+    reason: str
+    payload: dict[str, Any]
+
+
+async def write_alerts(conn: asyncpg.Connection, new: list[NewAlert]) -> set[str]:
+    """Insert alerts with their deliveries (the outbox), in the caller's transaction.
+
+    One alert per rule and seq: an alert raised again (a replay, the next
+    verification run) is not repeated. Returns the ids inserted.
+    """
+    if not new:
+        return set()
+    workspaces = sorted({a.rule.workspace_id for a in new})
+    endpoints: dict[str, list[str]] = defaultdict(list)
+    for r in await conn.fetch(
+        "SELECT id, workspace_id FROM webhook_endpoints"
+        " WHERE workspace_id = ANY($1::uuid[]) AND deleted_at IS NULL ORDER BY created_at",
+        workspaces,
+    ):
+        endpoints[str(r["workspace_id"])].append(str(r["id"]))
+    admins: dict[str, list[str]] = defaultdict(list)
+    for r in await conn.fetch(
+        "SELECT workspace_id, email FROM workspace_members"
+        " WHERE workspace_id = ANY($1::uuid[]) AND role IN ('owner', 'admin')"
+        " ORDER BY email",
+        workspaces,
+    ):
+        admins[str(r["workspace_id"])].append(r["email"])
+    now = datetime.now(UTC)
+    alerts: list[tuple[Any, ...]] = []
+    deliveries: list[tuple[Any, ...]] = []
+    for a in new:
+        alert_id = uuid7()
+        alerts.append(
+            (
+                alert_id,
+                a.rule.workspace_id,
+                a.rule.id,
+                a.rule.name,
+                a.rule.rule_type,
+                a.event_id,
+                a.seq,
+                a.reason,
+                now,
+                orjson.dumps(a.payload).decode(),
+            )
+        )
+        ws = a.rule.workspace_id
+        if "webhook" in a.rule.channels:
+            targets = endpoints[ws]
+            if a.rule.webhook_endpoint_ids is not None:
+                targets = [e for e in targets if e in a.rule.webhook_endpoint_ids]
+            for endpoint in targets:
+                deliveries.append((uuid7(), alert_id, ws, "webhook", endpoint, None))
+        if "email" in a.rule.channels:
+            recipients = list(a.rule.email_recipients) or admins[ws]
+            if recipients:
+                deliveries.append((uuid7(), alert_id, ws, "email", None, recipients))
+    inserted = await conn.fetch(
+        "INSERT INTO alerts (id, workspace_id, rule_id, rule_name, rule_type, event_id,"
+        "  event_seq, reason, triggered_at, event)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],"
+        "   $6::uuid[], $7::int8[], $8::text[], $9::timestamptz[], $10::jsonb[])"
+        " ON CONFLICT (rule_id, event_seq) DO NOTHING RETURNING id",
+        *[list(c) for c in zip(*alerts, strict=True)],
+    )
+    kept = {str(r["id"]) for r in inserted}
+    for d in deliveries:
+        if d[1] in kept:
+            await conn.execute(
+                "INSERT INTO alert_deliveries"
+                " (id, alert_id, workspace_id, channel, webhook_endpoint_id, recipients)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                *d,
+            )
+    return kept
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,4 +1,8 @@
-"""``python -m services.exporter``: settings, build, run until SIGTERM."""
+"""``python -m services.exporter``: settings, build, run until SIGTERM.
+
+One process runs four things on one event loop: the materialiser (Kafka
+into the events table), export jobs, scheduled verification and retention.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +12,58 @@ import signal
 import uvloop
 from prometheus_client import CollectorRegistry
 
-from libs.common import metrics
+from libs.common import kafka, metrics, storage
+from libs.common.db import connect_pool
 from libs.common.logs import Logger
+from libs.common.plans import load_plans
 from libs.common.settings import Settings
+from services.exporter.exports import ExportJobs
 from services.exporter.pipeline import Materialiser
+from services.exporter.retention import Retention
+from services.exporter.verification import ScheduledVerification
+from services.ingest.accept import Acceptor
+from services.ingest.adminlog import AdminLog
 
 
 async def main() -> None:
     settings = Settings.from_env()
     registry = CollectorRegistry()
-    materialiser = Materialiser(settings, Logger("exporter"), metrics.ExporterMetrics(registry))
+    log = Logger("exporter")
+    materialiser = Materialiser(settings, log, metrics.ExporterMetrics(registry))
     metrics.serve(
         registry,
         settings.metrics_port or 9102,
         host=settings.metrics_host,
         health=materialiser.health,
     )
+    pool = await connect_pool(settings.database_url, max_size=6)
+    producer = kafka.producer(settings)
+    await producer.start()
+    store = storage.from_settings(settings)
+    jobs = ExportJobs(settings, log, store, pool)
+    verification = ScheduledVerification(settings, log, pool)
+    retention = Retention(
+        settings,
+        log,
+        store,
+        pool,
+        AdminLog(Acceptor(producer, pool, settings.topics.raw)),
+        load_plans(settings.plans_file),
+    )
+    parts = (materialiser, jobs, verification, retention)
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for part in parts:
+            part.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, materialiser.stop)
-    await materialiser.run()
+        loop.add_signal_handler(sig, stop)
+    try:
+        await asyncio.gather(*(part.run() for part in parts))
+    finally:
+        await producer.stop()
+        await pool.close()
 
 
 if __name__ == "__main__":

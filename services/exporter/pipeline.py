@@ -47,7 +47,10 @@ _TYPES = (
 INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
-    + ") ON CONFLICT DO NOTHING"
+    + f") AS u({', '.join(COLUMNS)}) WHERE NOT EXISTS (SELECT 1 FROM chain_anchors a"
+    " WHERE a.workspace_id = u.workspace_id AND u.seq <= a.seq)"
+    # a replay of the topic must not bring back events that retention archived
+    " ON CONFLICT DO NOTHING"
 )
 
 

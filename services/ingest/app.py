@@ -7,6 +7,7 @@ request models: this is the hot path, and every error must name its field.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import multiprocessing
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,15 +22,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
-from libs.common import errors, secretbox, topics
+from libs.common import errors, secretbox, storage, topics
 from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
 from libs.common.metrics import IngestMetrics
 from libs.common.plans import load_plans
 from libs.common.settings import Settings
-from services.ingest import alerts_api, manage, query, streams_api
+from services.ingest import alerts_api, exports_api, manage, query, streams_api
 from services.ingest.accept import Acceptor, Outcome
 from services.ingest.adminlog import Actor, AdminLog
 from services.ingest.auth import KeyCache, Principal
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.update(pool=pool, producer=producer, keys=KeyCache(pool, settings.key_cache_seconds))
         state["acceptor"] = Acceptor(producer, pool, settings.topics.raw)
         state["secrets"] = secretbox.for_settings(settings)
+        state["storage"] = storage.from_settings(settings)
         state["admin"] = AdminLog(state["acceptor"])
         state["tenants"] = TenantCache(pool, plans, settings.key_cache_seconds)
         limiter = RateLimiter(pool)
@@ -326,6 +328,69 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             parallel_min=settings.verify_parallel_min,
         )
         return json_response(result)
+
+    # -- exports and scheduled verification (issue 6) -----------------------------
+
+    @app.post("/api/v1/exports")
+    async def create_export(request: Request) -> Response:
+        who = await principal(request, "read")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        created = await change(
+            request,
+            who,
+            "export.requested",
+            "export",
+            lambda c: exports_api.create(c, who.workspace_id, body, plans, actor(request, who).id),
+        )
+        # After the commit, so the exporter finds the row; a lost message only
+        # delays the job until the exporter's sweep (services/exporter/jobs.py).
+        with contextlib.suppress(Exception):
+            await state["producer"].send_and_wait(
+                settings.topics.export_requests,
+                orjson.dumps({"export_id": created["id"], "workspace_id": who.workspace_id}),
+                key=who.workspace_id.encode(),
+            )
+        return json_response(created, 202)
+
+    @app.get("/api/v1/exports")
+    async def list_exports(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await exports_api.list_exports(state["pool"], who.workspace_id, settings.public_url)
+        )
+
+    @app.get("/api/v1/exports/{export_id}")
+    async def get_export(request: Request, export_id: str) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await exports_api.get(state["pool"], who.workspace_id, export_id, settings.public_url)
+        )
+
+    @app.get("/api/v1/exports/{export_id}/download")
+    async def download_export(request: Request, export_id: str) -> Response:
+        who = await principal(request, "read")
+        key, name, size, digest = await exports_api.download(
+            state["pool"], who.workspace_id, export_id
+        )
+        media = "text/csv; charset=utf-8" if name.endswith(".csv") else "application/x-ndjson"
+        return StreamingResponse(
+            state["storage"].read(key),
+            media_type=media,
+            headers={
+                "content-disposition": f'attachment; filename="{name}"',
+                "content-length": str(size),
+                "x-chainlog-sha256": digest,
+            },
+        )
+
+    @app.get("/api/v1/verifications")
+    async def list_verifications(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await exports_api.list_verifications(
+                state["pool"], who.workspace_id, request.query_params
+            )
+        )
 
     # -- alerts (issue 3) -----------------------------------------------------
 

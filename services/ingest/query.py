@@ -81,9 +81,15 @@ def parse_limit(params: Mapping[str, str], violations: list[dict[str, str]]) -> 
     return DEFAULT_LIMIT
 
 
-def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list[Any], int]:
-    """SQL for a page of events, newest first; returns (sql, args, limit)."""
-    unknown = [k for k in params if k not in FILTERS]
+#: The filters of an export: every event filter, without paging.
+EXPORT_FILTERS = tuple(f for f in FILTERS if f not in ("cursor", "limit"))
+
+
+def filter_clauses(
+    workspace_id: str, params: Mapping[str, str], allowed: tuple[str, ...] = FILTERS
+) -> tuple[list[str], list[Any], list[dict[str, str]]]:
+    """The WHERE conditions (joined by AND) of ``params``, their arguments, and every bad filter."""
+    unknown = [k for k in params if k not in allowed]
     violations = [{"field": k, "message": f"{k} is not a known filter"} for k in unknown]
     where = ["workspace_id = $1"]
     args: list[Any] = [workspace_id]
@@ -148,8 +154,15 @@ def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list
                 violations.append({"field": name, "message": f"{name} is out of range"})
             else:
                 where.append(f"occurred_at {op} {arg(when)}")
+    return where, args, violations
+
+
+def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list[Any], int]:
+    """SQL for a page of events, newest first; returns (sql, args, limit)."""
+    where, args, violations = filter_clauses(workspace_id, params)
     if params.get("cursor"):
-        where.append(f"seq < {arg(decode_cursor(params['cursor']))}")
+        args.append(decode_cursor(params["cursor"]))
+        where.append(f"seq < ${len(args)}")
     limit = parse_limit(params, violations)
     if violations:
         raise errors.validation_failed(violations)

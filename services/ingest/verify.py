@@ -127,15 +127,39 @@ async def verify(
     workers: ProcessPoolExecutor | None,
     dsn: str,
     parallel_min: int,
+    start: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
-    from_seq = seq_param(params, "from_seq") or 1
+    """Check the chain from ``from_seq`` (or where the stored chain starts) to ``to_seq``.
+
+    Events that retention archived are gone from the table: the chain then
+    starts after the workspace's anchor (the last archived seq and hash),
+    and a ``from_seq`` at or below it starts there too; the answer says so
+    under ``anchor``. ``start`` (seq, hash), when given, is trusted instead
+    of the stored row before ``from_seq``: a scheduled run resumes from
+    the hash it verified last time.
+    """
     to_seq = seq_param(params, "to_seq") or MAX_SEQ
     async with pool.acquire() as conn:
+        anchor = await conn.fetchrow(
+            "SELECT seq, hash FROM chain_anchors WHERE workspace_id = $1", workspace_id
+        )
+        from_seq = seq_param(params, "from_seq") or 1
+        prev: str | None
+        if start is not None and (anchor is None or start[0] >= anchor["seq"]):
+            from_seq, prev = start[0] + 1, start[1]
+        elif anchor is not None and (start is not None or from_seq <= anchor["seq"] + 1):
+            from_seq, prev = anchor["seq"] + 1, anchor["hash"].hex()
+        else:
+            prev = await _hash_at(conn, workspace_id, from_seq - 1)
         top = await conn.fetchval(
             "SELECT max(seq) FROM events WHERE workspace_id = $1", workspace_id
         )
         last = min(to_seq, top or 0)
-        prev = await _hash_at(conn, workspace_id, from_seq - 1)
+        anchored = (
+            {"anchor": {"seq": anchor["seq"], "hash": anchor["hash"].hex()}}
+            if anchor is not None
+            else {}
+        )
         if workers is None or last - from_seq + 1 < parallel_min:
             verifier = Verifier(
                 workspace_id,
@@ -145,7 +169,7 @@ async def verify(
             )
             if last >= from_seq:
                 await _walk(conn, verifier, workspace_id, from_seq, last, offload=True)
-            return verifier.result.as_dict()
+            return verifier.result.as_dict() | anchored
         mid = from_seq + (last - from_seq + 1) // 2
         prev_mid = await _hash_at(conn, workspace_id, mid - 1)
     loop = asyncio.get_running_loop()
@@ -159,4 +183,4 @@ async def verify(
         )
     )
     first.extend(second)
-    return first.as_dict()
+    return first.as_dict() | anchored

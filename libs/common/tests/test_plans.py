@@ -469,8 +469,8 @@ async def test_count_sql_counts_what_usage_sql_does_not_know(
     ws = await new_workspace("free")
     async with db.acquire() as conn:
         async with conn.transaction():
-            with pytest.raises(KeyError, match="exports_per_month"):
-                await enforce(conn, ws, "exports_per_month", bundled)
+            with pytest.raises(KeyError, match="requests_per_minute"):
+                await enforce(conn, ws, "requests_per_minute", bundled)
         async with conn.transaction():
             await enforce(conn, ws, "log_streams", bundled, count_sql="SELECT 0 * length($1::text)")
         async with conn.transaction():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.alerter.rules.base import AlertEvent, ConditionsInvalid, RuleType, Verdict
+from services.alerter.rules.chain_integrity import ChainIntegrity
 from services.alerter.rules.high_volume_destructive import HighVolumeDestructive
 from services.alerter.rules.ingestion_spike import IngestionSpike
 from services.alerter.rules.new_country import NewCountry
@@ -19,6 +20,7 @@ RULE_TYPES: dict[str, RuleType] = {
         IngestionSpike(),
         RepeatedAction(),
         OffHours(),
+        ChainIntegrity(),
     )
 }
 

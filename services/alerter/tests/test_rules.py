@@ -90,6 +90,7 @@ VALID: dict[str, dict[str, Any]] = {
     "ingestion_spike": {},
     "repeated_action": {"threshold": 5},
     "off_hours": {"start": "09:00", "end": "18:00"},
+    "chain_integrity": {},
 }
 
 
@@ -103,8 +104,8 @@ def test_unknown_rule_type(rule_type: Any) -> None:
     assert errors_of(rule_type, {}) == [
         (
             "rule_type",
-            "must be one of high_volume_destructive, ingestion_spike, new_country, off_hours,"
-            " repeated_action",
+            "must be one of chain_integrity, high_volume_destructive, ingestion_spike,"
+            " new_country, off_hours, repeated_action",
         )
     ]
 

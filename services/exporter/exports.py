@@ -1,0 +1,333 @@
+"""Export jobs: the file an auditor downloads, written straight from PostgreSQL.
+
+A job is claimed with a lease (``exports.lease_until``), so two exporters
+never write the same export and a crashed one's job is taken over when its
+lease runs out. The gateway's Kafka message starts a job at once; the sweep
+finds any job that had no message (a gateway that died after its commit)
+or lost its worker. Rerunning a job writes the same rows again: the file is
+written to a temporary path and stored only when whole.
+
+CSV is made by PostgreSQL itself (``COPY (SELECT ...) TO STDOUT CSV``):
+it parses each stored body once, quotes per RFC 4180, and streams; this
+process only hashes and writes the bytes. JSON Lines are the stored bodies
+with the hash and geolocation appended, no parsing at all. Both read one
+REPEATABLE READ snapshot, so the counts in the export's record describe
+exactly the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from libs.common import kafka
+from libs.common.db import DATABASE_UNAVAILABLE
+from libs.common.exportformat import DERIVED_COLUMNS, EVENT_COLUMNS, INTEGER_COLUMNS, JSON_COLUMNS
+from libs.common.logs import Logger
+from libs.common.settings import Settings
+from libs.common.storage import Storage
+from services.ingest.query import EXPORT_FILTERS, filter_clauses
+
+LEASE_S = 60
+SWEEP_S = 15
+#: A pending job this old without a worker is taken by the sweep.
+ORPHAN_S = 20
+CHUNK = 1 << 20
+#: Past the pool's 60-second statement timeout: a large export takes longer.
+JOB_TIMEOUT_S = 3600.0
+
+
+def _sql_type(name: str) -> str:
+    if name in INTEGER_COLUMNS:
+        return "bigint"
+    return "json" if name in JSON_COLUMNS else "text"
+
+
+def _cell(name: str) -> str:
+    if name == "seq":
+        return "e.seq"
+    if name in INTEGER_COLUMNS or name in JSON_COLUMNS:
+        return f'x."{name}"'
+    return f'chainlog_csv_safe(x."{name}") AS "{name}"'
+
+
+# json_to_record reads each body once with PostgreSQL's streaming parser and
+# keeps only these fields; JSON cells keep the stored body's compact text.
+_RECORD = ", ".join(f'"{n}" {_sql_type(n)}' for n in EVENT_COLUMNS if n != "seq")
+assert DERIVED_COLUMNS == ("hash", "ip_country", "ip_city")
+_CSV_SELECT = (
+    "SELECT "
+    + ", ".join(_cell(n) for n in EVENT_COLUMNS)
+    + ", encode(e.hash, 'hex') AS hash, chainlog_csv_safe(e.ip_country) AS ip_country,"
+    " chainlog_csv_safe(e.ip_city) AS ip_city FROM ({rows}) AS e"
+    " CROSS JOIN LATERAL json_to_record(convert_from(e.body, 'UTF8')::json)"
+    f" AS x({_RECORD}) ORDER BY e.seq"
+)
+# A JSON Lines record is the stored body with the derived fields appended
+# (exportformat.jsonl_line, in SQL). Written as "CSV" with a delimiter and
+# quote that canonical JSON never holds raw, so each line comes out verbatim.
+_JSONL_SELECT = (
+    "SELECT left(convert_from(e.body, 'UTF8'), -1) || ',\"hash\":\"' || encode(e.hash, 'hex')"
+    " || '\",\"ip_country\":' || coalesce(to_json(e.ip_country)::text, 'null')"
+    " || ',\"ip_city\":' || coalesce(to_json(e.ip_city)::text, 'null') || '}'"
+    " FROM ({rows}) AS e ORDER BY e.seq"
+)
+_ROWS = "SELECT seq, body, hash, ip_country, ip_city FROM events{where} AND seq >= ${lo} AND seq <= ${hi}"
+#: Below this many rows one stream is enough; above, two run on two cores.
+PARALLEL_MIN = 50_000
+
+CLAIM = (
+    "UPDATE exports SET status = 'processing', started_at = coalesce(started_at, now()),"
+    " lease_until = now() + make_interval(secs => $2)"
+    " WHERE id = $1 AND (status = 'pending' OR (status = 'processing' AND lease_until < now()))"
+    " RETURNING workspace_id, format, filters"
+)
+RENEW = (
+    "UPDATE exports SET lease_until = now() + make_interval(secs => $2)"
+    " WHERE id = $1 AND status = 'processing'"
+)
+ORPHANS = (
+    "SELECT id FROM exports WHERE (status = 'pending' AND created_at < now() - make_interval(secs => $1))"
+    " OR (status = 'processing' AND lease_until < now()) ORDER BY created_at LIMIT 20"
+)
+EXPIRED = (
+    "SELECT id, location FROM exports"
+    " WHERE status = 'completed' AND expires_at <= now() AND location IS NOT NULL LIMIT 100"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    rows: int
+    size: int
+    sha256: str
+    first_seq: int | None
+    last_seq: int | None
+
+
+async def _copy(
+    conn: asyncpg.Connection,
+    fmt: str,
+    clause: str,
+    args: list[Any],
+    span: tuple[int, int],
+    f: Any,
+    header: bool,
+) -> None:
+    n = len(args)
+    rows = _ROWS.format(where=clause, lo=n + 1, hi=n + 2)
+    if fmt == "csv":
+        options: dict[str, Any] = {"format": "csv", "header": header}
+        sql = _CSV_SELECT.replace("{rows}", rows)
+    else:
+        options = {"format": "csv", "delimiter": "\x1f", "quote": "\x1e"}
+        sql = _JSONL_SELECT.replace("{rows}", rows)
+    await conn.copy_from_query(sql, *args, *span, output=f, timeout=JOB_TIMEOUT_S, **options)
+
+
+async def write_export(
+    pool: asyncpg.Pool,
+    workspace_id: str,
+    fmt: str,
+    filters: dict[str, str],
+    path: Path,
+) -> Written:
+    """Write the export to ``path``: one snapshot for the rows and their counts.
+
+    A large export is written by two PostgreSQL sessions sharing one
+    snapshot (``pg_export_snapshot``), each a half of the seq range into
+    its own file; the halves are then joined. PostgreSQL's parsing of the
+    bodies is the cost, and this puts it on two cores.
+    """
+    where, args, violations = filter_clauses(workspace_id, filters, EXPORT_FILTERS)
+    if violations:  # checked by the gateway; a stored job is never like this
+        raise ValueError(f"invalid filters: {violations}")
+    clause = " WHERE " + " AND ".join(where)
+    second = path.with_name(path.name + ".2")
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        counts = await conn.fetchrow(
+            "SELECT count(*) AS n, min(seq) AS first, max(seq) AS last, pg_export_snapshot() AS snap"
+            " FROM events" + clause,
+            *args,
+        )
+        n, first, last = int(counts["n"]), counts["first"] or 1, counts["last"] or 0
+        # Our own two sessions are the parallelism; JIT compiling this query
+        # costs more than it saves.
+        settings = "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
+        await conn.execute(settings)
+        f1 = await asyncio.to_thread(open, path, "wb")
+        f2 = await asyncio.to_thread(open, second, "wb")
+        try:
+            if n < PARALLEL_MIN:
+                await _copy(conn, fmt, clause, args, (first, last), f1, True)
+            else:
+                mid = first + (last - first) // 2
+                async with (
+                    pool.acquire() as other,
+                    other.transaction(readonly=True, isolation="repeatable_read"),
+                ):
+                    await other.execute(f"SET TRANSACTION SNAPSHOT '{counts['snap']}'")
+                    await other.execute(settings)
+                    await asyncio.gather(
+                        _copy(conn, fmt, clause, args, (first, mid), f1, True),
+                        _copy(other, fmt, clause, args, (mid + 1, last), f2, False),
+                    )
+        finally:
+            await asyncio.to_thread(f1.close)
+            await asyncio.to_thread(f2.close)
+    size, digest = await asyncio.to_thread(_join, path, second)
+    return Written(n, size, digest, counts["first"], counts["last"])
+
+
+def _join(path: Path, second: Path) -> tuple[int, str]:
+    """Append ``second`` to ``path`` (then remove it); the whole file's size and SHA-256."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "r+b") as out:
+        while chunk := out.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        with open(second, "rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+    second.unlink()
+    return size, digest.hexdigest()
+
+
+class ExportJobs:
+    def __init__(
+        self, settings: Settings, log: Logger, storage: Storage, pool: asyncpg.Pool
+    ) -> None:
+        self.settings = settings
+        self.log = log
+        self.storage = storage
+        self.pool = pool
+        self.stopping = asyncio.Event()
+        self.scratch = settings.storage_dir / ".partial"
+        self.consumer = kafka.consumer(
+            settings,
+            settings.topics.export_requests,
+            group=settings.topics.group("exporter-jobs"),
+        )
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        await asyncio.to_thread(self.scratch.mkdir, parents=True, exist_ok=True)
+        await self.consumer.start()
+        sweeper = asyncio.create_task(self._sweep_forever())
+        try:
+            while not self.stopping.is_set():
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=20)
+                for tp, records in batches.items():
+                    for r in records:
+                        await self._requested(r.value)
+                    with contextlib.suppress(CommitFailedError, IllegalStateError):
+                        await self.consumer.commit({tp: records[-1].offset + 1})
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await self.consumer.stop()
+
+    async def _requested(self, value: bytes | None) -> None:
+        try:
+            doc = orjson.loads(value or b"")
+            export_id = str(doc["export_id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.log.warning("export.bad_request_message")
+            return
+        await self.process(export_id)
+
+    async def _sweep_forever(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                for r in await self.pool.fetch(ORPHANS, float(ORPHAN_S)):
+                    await self.process(str(r["id"]))
+                await self.expire()
+            except DATABASE_UNAVAILABLE as exc:
+                self.log.warning("export.sweep_failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SWEEP_S):
+                    await self.stopping.wait()
+
+    async def expire(self) -> None:
+        """Delete the files of expired exports (their records stay: a download answers 410)."""
+        for r in await self.pool.fetch(EXPIRED):
+            await self.storage.delete(r["location"])
+            await self.pool.execute("UPDATE exports SET location = NULL WHERE id = $1", r["id"])
+            self.log.info("export.expired", export_id=str(r["id"]))
+
+    async def process(self, export_id: str) -> None:
+        """Run one job if it is free to take; safe to call for any id, any number of times."""
+        job = await self.pool.fetchrow(CLAIM, export_id, float(LEASE_S))
+        if job is None:
+            return
+        workspace_id = str(job["workspace_id"])
+        fmt = job["format"]
+        filters = job["filters"]
+        if isinstance(filters, str):
+            filters = orjson.loads(filters)
+        renew = asyncio.create_task(self._renew(export_id))
+        path = self.scratch / f"{export_id}.{fmt}"
+        key = f"exports/{workspace_id}/{export_id}.{fmt}"
+        try:
+            written = await write_export(self.pool, workspace_id, fmt, filters, path)
+            media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+            await self.storage.put(key, path, media)
+        except DATABASE_UNAVAILABLE as exc:
+            # Left processing: the lease runs out and the sweep retries it.
+            self.log.warning("export.database_unavailable", export_id=export_id, error=repr(exc))
+            return
+        except Exception as exc:
+            self.log.error("export.failed", export_id=export_id, error=repr(exc))
+            await self.pool.execute(
+                "UPDATE exports SET status = 'failed', error = $2, lease_until = NULL"
+                " WHERE id = $1",
+                export_id,
+                f"the export could not be written: {type(exc).__name__}",
+            )
+            return
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        await self.pool.execute(
+            "UPDATE exports SET status = 'completed', total_rows = $2, file_size = $3,"
+            " sha256 = $4, location = $5, first_seq = $6, last_seq = $7, completed_at = now(),"
+            " expires_at = now() + make_interval(days => $8), lease_until = NULL, error = NULL"
+            " WHERE id = $1",
+            export_id,
+            written.rows,
+            written.size,
+            written.sha256,
+            key,
+            written.first_seq,
+            written.last_seq,
+            self.settings.export_ttl_days,
+        )
+        self.log.info(
+            "export.completed",
+            export_id=export_id,
+            workspace_id=workspace_id,
+            rows=written.rows,
+            bytes=written.size,
+        )
+
+    async def _renew(self, export_id: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            with contextlib.suppress(*DATABASE_UNAVAILABLE):
+                await self.pool.execute(RENEW, export_id, float(LEASE_S))
