@@ -595,3 +595,640 @@ class S3Server(_Waitable):
     def objects(self) -> list[S3Object]:
         """Every object of the bucket, by key."""
         return [self.get(k) for k in self.list_keys()]
+
+
+# ---- TLS material, syslog, Azure Monitor Logs Ingestion, Google SecOps, OTLP ---------------
+# ruff: noqa: E402 (this part's imports stay with it, below the receivers it does not change)
+
+import hashlib
+import ipaddress
+import os
+import socket
+import socketserver
+import ssl
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+
+
+class TestCA:
+    """A throw-away certificate authority (EC P-256) for TLS tests."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, name: str = "Chainlog Test CA") -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.now(UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+
+    @property
+    def pem(self) -> str:
+        return self.cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def issue(self, *names: str, client: bool = False) -> tuple[str, str]:
+        """``(cert_pem, key_pem)`` for DNS names and IP addresses ``names``."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = []
+        for name in names:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                sans.append(x509.DNSName(name))
+        now = datetime.now(UTC)
+        usage = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH if client else None
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([usage or x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                critical=False,
+            )
+        )
+        cert = builder.sign(self.key, hashes.SHA256())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def _temp_pem(*parts: str) -> str:
+    """A file holding PEM text, for ``ssl`` (which loads keys from files only)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as handle:
+        handle.write("\n".join(parts))
+    return handle.name
+
+
+@dataclass(frozen=True)
+class SyslogMessage:
+    """One RFC 5424 message as received; ``msg`` without its BOM (``bom`` says if it had one)."""
+
+    pri: int
+    version: int
+    timestamp: str
+    hostname: str
+    app_name: str
+    procid: str
+    msgid: str
+    sd: list[tuple[str, list[tuple[str, str]]]]
+    msg: str
+    bom: bool
+
+    @property
+    def facility(self) -> int:
+        return self.pri // 8
+
+    @property
+    def severity(self) -> int:
+        return self.pri % 8
+
+    def json(self) -> Any:
+        return json.loads(self.msg)
+
+
+def parse_5424(data: bytes) -> SyslogMessage:
+    """Parse one RFC 5424 message; ValueError if it is not one."""
+    if not data.startswith(b"<"):
+        raise ValueError("no PRI")
+    end = data.index(b">")
+    pri = int(data[1:end])
+    header, rest = data[end + 1 :], b""
+    fields = header.split(b" ", 6)
+    if len(fields) < 7:
+        raise ValueError("short header")
+    version, timestamp, hostname, app_name, procid, msgid, rest = fields
+    sd: list[tuple[str, list[tuple[str, str]]]] = []
+    if rest.startswith(b"-"):
+        rest = rest[1:]
+    else:
+        while rest.startswith(b"["):
+            element, rest = _sd_element(rest)
+            sd.append(element)
+    if rest.startswith(b" "):
+        rest = rest[1:]
+    elif rest:
+        raise ValueError("no space after structured data")
+    bom = rest.startswith(b"\xef\xbb\xbf")
+    return SyslogMessage(
+        pri,
+        int(version),
+        timestamp.decode(),
+        hostname.decode(),
+        app_name.decode(),
+        procid.decode(),
+        msgid.decode(),
+        sd,
+        (rest[3:] if bom else rest).decode("utf-8"),
+        bom,
+    )
+
+
+def _sd_element(data: bytes) -> tuple[tuple[str, list[tuple[str, str]]], bytes]:
+    text = data.decode("utf-8", "surrogateescape")
+    i = 1
+    sd_id_end = min(x for x in (text.find(" ", i), text.find("]", i)) if x >= 0)
+    sd_id, i = text[i:sd_id_end], sd_id_end
+    params: list[tuple[str, str]] = []
+    while text[i] == " ":
+        eq = text.index("=", i)
+        name, i = text[i + 1 : eq], eq + 2  # past ="
+        value = []
+        while text[i] != '"':
+            if text[i] == "\\" and text[i + 1] in '"\\]':
+                i += 1
+            value.append(text[i])
+            i += 1
+        params.append((name, "".join(value)))
+        i += 1
+    if text[i] != "]":
+        raise ValueError("unterminated SD element")
+    rest = text[i + 1 :].encode("utf-8", "surrogateescape")
+    return (sd_id, params), rest
+
+
+class SyslogReceiver(_Waitable):
+    """A syslog server on 127.0.0.1 over TCP, or TLS with ``cert_pem``/``key_pem``: reads
+    octet-counted frames (RFC 5425/6587), keeps every message parsed, in arrival order.
+
+    ``client_ca`` makes it require a client certificate issued by that CA.
+    ``handshakes_failed`` counts refused TLS handshakes.
+    """
+
+    def __init__(
+        self,
+        *,
+        cert_pem: str | None = None,
+        key_pem: str | None = None,
+        client_ca: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.messages: list[SyslogMessage] = []
+        self.connections = 0
+        self.closed = 0
+        self.handshakes_failed = 0
+        self.context: ssl.SSLContext | None = None
+        if cert_pem and key_pem:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            path = _temp_pem(cert_pem, key_pem)
+            try:
+                self.context.load_cert_chain(path)
+            finally:
+                os.unlink(path)
+            if client_ca:
+                self.context.verify_mode = ssl.CERT_REQUIRED
+                self.context.load_verify_locations(cadata=client_ca)
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.server_address[1])
+
+    def start(self) -> SyslogReceiver:
+        receiver = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                conn: socket.socket = self.request
+                if receiver.context is not None:
+                    try:
+                        conn = receiver.context.wrap_socket(conn, server_side=True)
+                    except (ssl.SSLError, OSError):
+                        with receiver.cond:
+                            receiver.handshakes_failed += 1
+                            receiver.cond.notify_all()
+                        return
+                with receiver.cond:
+                    receiver.connections += 1
+                buffer = b""
+                while True:
+                    try:
+                        chunk = conn.recv(65536)
+                    except (ssl.SSLError, OSError):
+                        break
+                    if not chunk:
+                        break
+                    buffer += chunk
+                    buffer = receiver._frames(buffer)
+                if isinstance(conn, ssl.SSLSocket):
+                    try:
+                        conn.unwrap()  # our close_notify back
+                    except (ssl.SSLError, OSError):
+                        pass
+                with receiver.cond:
+                    receiver.closed += 1
+                    receiver.cond.notify_all()
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def _frames(self, buffer: bytes) -> bytes:
+        """Take every complete ``LEN SP MSG`` frame off ``buffer``; the rest back."""
+        while b" " in buffer:
+            length, _, rest = buffer.partition(b" ")
+            if not length.isdigit():
+                raise ValueError(f"not octet counting: {buffer[:20]!r}")
+            if len(rest) < int(length):
+                break
+            message = parse_5424(rest[: int(length)])
+            buffer = rest[int(length) :]
+            with self.cond:
+                self.messages.append(message)
+                self.cond.notify_all()
+        return buffer
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class UdpSyslogReceiver(_Waitable):
+    """RFC 5426: one message per datagram, on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[SyslogMessage] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self._stop = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def start(self) -> UdpSyslogReceiver:
+        def serve() -> None:
+            while not self._stop.is_set():
+                try:
+                    data = self.sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                with self.cond:
+                    self.messages.append(parse_5424(data))
+                    self.cond.notify_all()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+def _form(request: Request) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme == "Bearer" and token else None
+
+
+class LogsIngestionReceiver(HttpReceiver):
+    """Azure Monitor's Logs Ingestion API and the Entra ID token endpoint, on one server.
+
+    ``POST /{tenant}/oauth2/v2.0/token`` (client credentials for the
+    ``https://monitor.azure.com/.default`` scope) issues bearer tokens;
+    ``POST /dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01``
+    takes a JSON array (gzip allowed) of at most 1 MB, every record with
+    ``TimeGenerated``, answers 204. ``expire_tokens()`` makes every token
+    issued so far answer 401, as a revoked or expired one does.
+    """
+
+    MAX_BYTES = 1024 * 1024
+
+    def __init__(
+        self, *, tenant_id: str, client_id: str, client_secret: str, dcr: str, stream: str
+    ) -> None:
+        super().__init__()
+        self.tenant_id, self.client_id, self.client_secret = tenant_id, client_id, client_secret
+        self.dcr, self.stream = dcr, stream
+        self.tokens_issued: list[str] = []
+        self._valid: set[str] = set()
+        self.records: list[dict[str, Any]] = []
+        self.batch_sizes: list[int] = []
+        self.expires_in = 3599
+
+    def start(self) -> LogsIngestionReceiver:
+        super().start()
+        return self
+
+    def expire_tokens(self) -> None:
+        with self.cond:
+            self._valid.clear()
+
+    def failure(self, status: int) -> Reply:
+        return _json(status, {"error": {"code": "ServiceUnavailable", "message": "Try again"}})
+
+    def handle(self, request: Request) -> Reply:
+        path = urlsplit(request.path)
+        if path.path == f"/{self.tenant_id}/oauth2/v2.0/token":
+            return self._token(request)
+        if path.path != f"/dataCollectionRules/{self.dcr}/streams/{self.stream}":
+            return _json(404, {"error": {"code": "NotFound", "message": "no such rule"}})
+        if parse_qs(path.query).get("api-version") != ["2023-01-01"]:
+            return _json(400, {"error": {"code": "InvalidApiVersion", "message": "api-version"}})
+        if _bearer(request) not in self._valid:
+            return _json(401, {"error": {"code": "InvalidToken", "message": "token expired"}})
+        raw = _gunzip(request)
+        if raw is None or request.headers.get("content-type") != "application/json":
+            return _json(400, {"error": {"code": "InvalidContent", "message": "not JSON"}})
+        if len(raw) > self.MAX_BYTES or len(request.body) > self.MAX_BYTES:
+            return _json(413, {"error": {"code": "ContentLengthLimitExceeded", "message": "1 MB"}})
+        try:
+            records = json.loads(raw)
+        except ValueError:
+            return _json(400, {"error": {"code": "InvalidJson", "message": "bad JSON"}})
+        if not isinstance(records, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("TimeGenerated"), str) for r in records
+        ):
+            return _json(400, {"error": {"code": "InvalidRecords", "message": "TimeGenerated"}})
+        self.records.extend(records)
+        self.batch_sizes.append(len(records))
+        return Reply(204)
+
+    def _token(self, request: Request) -> Reply:
+        form = _form(request)
+        if form.get("grant_type") != "client_credentials" or form.get("scope") != (
+            "https://monitor.azure.com/.default"
+        ):
+            return _json(400, {"error": "invalid_request", "error_description": "AADSTS900144"})
+        if form.get("client_id") != self.client_id or form.get("client_secret") != (
+            self.client_secret
+        ):
+            description = (
+                f"AADSTS7000215: Invalid client secret provided for {form.get('client_id')}:"
+                f" {form.get('client_secret')}"
+            )
+            return _json(401, {"error": "invalid_client", "error_description": description})
+        token = f"aad-{len(self.tokens_issued) + 1}-{uuid.uuid4().hex}"
+        self.tokens_issued.append(token)
+        self._valid.add(token)
+        return _json(
+            200, {"token_type": "Bearer", "expires_in": self.expires_in, "access_token": token}
+        )
+
+
+def service_account(token_uri: str, project_id: str = "chainlog-test") -> dict[str, Any]:
+    """A Google service account key (a new RSA key) whose ``token_uri`` is ``token_uri``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return {
+        "type": "service_account",
+        "project_id": project_id,
+        "private_key_id": uuid.uuid4().hex,
+        "private_key": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        "client_email": f"streamer@{project_id}.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": token_uri,
+    }
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class ChronicleReceiver(HttpReceiver):
+    """Google's OAuth token endpoint (JWT bearer grant) and the Chronicle API's ``events:import``.
+
+    ``POST /token`` verifies the assertion as Google does: RS256 signature
+    by the service account's key, ``iss``, ``aud`` (this URL), ``scope``,
+    ``iat``/``exp``. ``POST /v1/projects/{p}/locations/{l}/instances/{i}/events:import``
+    checks the bearer token and that every ``inlineSource.events[].udm``
+    has ``metadata.event_timestamp`` and a known ``metadata.event_type``;
+    one bad event refuses the whole request (400), as the API does.
+    """
+
+    EVENT_TYPES = frozenset(
+        {
+            "USER_LOGIN",
+            "USER_LOGOUT",
+            "USER_CREATION",
+            "USER_DELETION",
+            "USER_CHANGE_PASSWORD",
+            "USER_CHANGE_PERMISSIONS",
+            "USER_UNCATEGORIZED",
+            "USER_RESOURCE_ACCESS",
+            "USER_RESOURCE_CREATION",
+            "USER_RESOURCE_DELETION",
+            "USER_RESOURCE_UPDATE_CONTENT",
+            "USER_RESOURCE_UPDATE_PERMISSIONS",
+            "SETTING_CREATION",
+            "SETTING_MODIFICATION",
+            "SETTING_DELETION",
+            "STATUS_UPDATE",
+            "GENERIC_EVENT",
+        }
+    )
+
+    def __init__(self, *, project: str, location: str, instance: str) -> None:
+        super().__init__()
+        self.project, self.location, self.instance = project, location, instance
+        self.public_keys: dict[str, Any] = {}  # client_email -> public key
+        self.assertions: list[dict[str, Any]] = []
+        self.tokens_issued: list[str] = []
+        self._valid: set[str] = set()
+        self.events: list[dict[str, Any]] = []
+        self.batch_sizes: list[int] = []
+
+    def start(self) -> ChronicleReceiver:
+        super().start()
+        return self
+
+    @property
+    def token_url(self) -> str:
+        return self.url + "/token"
+
+    def trust(self, account: dict[str, Any]) -> None:
+        """Accept assertions signed by ``account``'s key."""
+        key = serialization.load_pem_private_key(account["private_key"].encode(), None)
+        self.public_keys[account["client_email"]] = key.public_key()
+
+    def expire_tokens(self) -> None:
+        with self.cond:
+            self._valid.clear()
+
+    @staticmethod
+    def _error(status: int, code: str, message: str) -> Reply:
+        return _json(status, {"error": {"code": status, "status": code, "message": message}})
+
+    def failure(self, status: int) -> Reply:
+        return self._error(status, "UNAVAILABLE", "The service is currently unavailable.")
+
+    def handle(self, request: Request) -> Reply:
+        if request.path == "/token":
+            return self._token(request)
+        parent = f"projects/{self.project}/locations/{self.location}/instances/{self.instance}"
+        if request.path != f"/v1/{parent}/events:import":
+            return self._error(404, "NOT_FOUND", "Method not found.")
+        if _bearer(request) not in self._valid:
+            return self._error(401, "UNAUTHENTICATED", "Request had invalid credentials.")
+        try:
+            doc = json.loads(request.body)
+            events = doc["inlineSource"]["events"]
+            udms = [e["udm"] for e in events]
+        except (ValueError, KeyError, TypeError):
+            return self._error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        for i, udm in enumerate(udms):
+            metadata = udm.get("metadata") if isinstance(udm, dict) else None
+            if (
+                not isinstance(metadata, dict)
+                or metadata.get("event_type") not in self.EVENT_TYPES
+                or not isinstance(metadata.get("event_timestamp"), str)
+            ):
+                return self._error(400, "INVALID_ARGUMENT", f"event {i}: invalid UDM metadata")
+        self.events.extend(udms)
+        self.batch_sizes.append(len(udms))
+        return _json(200, {})
+
+    def _token(self, request: Request) -> Reply:
+        form = _form(request)
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return _json(400, {"error": "unsupported_grant_type"})
+        try:
+            header_b64, claims_b64, signature_b64 = form["assertion"].split(".")
+            header = json.loads(_b64url(header_b64))
+            claims = json.loads(_b64url(claims_b64))
+            key = self.public_keys[claims["iss"]]
+            key.verify(
+                _b64url(signature_b64),
+                f"{header_b64}.{claims_b64}".encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+        except Exception:
+            return _json(400, {"error": "invalid_grant", "error_description": "Invalid JWT."})
+        now = time.time()
+        if (
+            header.get("alg") != "RS256"
+            or claims.get("aud") != self.token_url
+            or claims.get("scope") != "https://www.googleapis.com/auth/cloud-platform"
+            or not claims.get("iat", now + 1) - 300 <= now < claims.get("exp", 0)
+            or claims["exp"] - claims["iat"] > 3600
+        ):
+            return _json(400, {"error": "invalid_grant", "error_description": "Invalid claims."})
+        self.assertions.append(claims)
+        token = f"ya29.{hashlib.sha256(uuid.uuid4().bytes).hexdigest()}"
+        self.tokens_issued.append(token)
+        self._valid.add(token)
+        return _json(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+
+
+class OtlpReceiver(HttpReceiver):
+    """An OpenTelemetry collector's OTLP/HTTP logs receiver: ``POST /v1/logs``, JSON or protobuf.
+
+    Checks the ``ExportLogsServiceRequest`` shape (resource attributes,
+    scope logs, records with ``timeUnixNano`` and attributes) and keeps
+    each request as JSON (a protobuf one converted) in ``requests_json``.
+    ``api_key`` requires that ``x-api-key`` header.
+    """
+
+    def __init__(self, api_key: str | None = None) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.requests_json: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
+
+    def start(self) -> OtlpReceiver:
+        super().start()
+        return self
+
+    def failure(self, status: int) -> Reply:
+        return _json(status, {"code": 14, "message": "unavailable"})
+
+    def handle(self, request: Request) -> Reply:
+        if request.path != "/v1/logs":
+            return _json(404, {"code": 5, "message": "not found"})
+        if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
+            return _json(
+                401, {"code": 16, "message": f"bad key {request.headers.get('x-api-key')}"}
+            )
+        raw = _gunzip(request)
+        kind = request.headers.get("content-type")
+        try:
+            if raw is None:
+                raise ValueError("undecodable body")
+            if kind == "application/json":
+                doc = json.loads(raw)
+            elif kind == "application/x-protobuf":
+                from google.protobuf import json_format
+                from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+
+                message = logs_service_pb2.ExportLogsServiceRequest()
+                message.ParseFromString(raw)
+                doc = json_format.MessageToDict(message, use_integers_for_enums=True)
+            else:
+                return _json(415, {"code": 3, "message": f"unsupported {kind}"})
+            records = self._check(doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"code": 3, "message": str(exc)})
+        self.requests_json.append(doc)
+        self.records.extend(records)
+        return _json(200, {})
+
+    @staticmethod
+    def _check(doc: Any) -> list[dict[str, Any]]:
+        records = []
+        for resource_logs in doc["resourceLogs"]:
+            attributes = {a["key"] for a in resource_logs["resource"]["attributes"]}
+            if "service.name" not in attributes:
+                raise ValueError("resource without service.name")
+            for scope_logs in resource_logs["scopeLogs"]:
+                for record in scope_logs["logRecords"]:
+                    int(record["timeUnixNano"])
+                    if not isinstance(record["attributes"], list):
+                        raise ValueError("attributes must be a list of key-values")
+                    records.append(record)
+        if not records:
+            raise ValueError("no log records")
+        return records

@@ -33,6 +33,13 @@ environment, or a followed redirect, would bypass the check.
 
 The operator setting ``CHAINLOG_ALLOW_PRIVATE_DESTINATIONS`` turns the
 address rule off (the local stack delivers to receivers on 127.0.0.1).
+
+Destinations that are not HTTP (syslog over TCP, TLS or UDP) name their
+endpoint ``tcp://host:port``, ``tls://host:port`` or ``udp://host:port``:
+``check_endpoint`` takes those and http(s) URLs alike (the API checks
+every stream's endpoint with it), and such a destination opens its socket
+to an address from ``checked_addresses``, with the rule of the client it
+was given (``guard_of``): one lookup, as in ``GuardedTransport``.
 """
 
 from __future__ import annotations
@@ -178,7 +185,9 @@ async def resolve(host: str, port: int, resolver: Resolver | None = None) -> lis
     return addresses
 
 
-def _refusal(host: str, addresses: Iterable[IPAddress]) -> UnsafeDestination | None:
+def _refusal(
+    host: str, addresses: Iterable[IPAddress], what: str = "url"
+) -> UnsafeDestination | None:
     for addr in addresses:
         category = is_forbidden_address(addr)
         if category is None:
@@ -188,7 +197,7 @@ def _refusal(host: str, addresses: Iterable[IPAddress]) -> UnsafeDestination | N
             where = f"host {host!r} is {article} {category} address"
         else:
             where = f"host {host!r} resolves to {addr}, {article} {category} address"
-        return UnsafeDestination(f"url: {where}; {_POLICY}")
+        return UnsafeDestination(f"{what}: {where}; {_POLICY}")
     return None
 
 
@@ -205,6 +214,67 @@ async def check_url(url: str, *, allow_private: bool, resolver: Resolver | None 
     refusal = _refusal(host, await resolve(host, port, resolver))
     if refusal is not None:
         raise refusal
+
+
+_SOCKET_ENDPOINT_RE = re.compile(r"^(tcp|tls|udp)://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(\d{1,5})\Z")
+
+
+def check_host_syntax(host: object, what: str = "host") -> str:
+    """A host name or IP literal (no brackets), lower-cased; no DNS lookup."""
+    if not isinstance(host, str) or not host or len(host) > 253:
+        raise UnsafeDestination(f"{what}: must be a host name or an IP address")
+    text = host.lower()
+    if _literal(text) is None and _HOSTNAME_RE.match(text) is None:
+        raise UnsafeDestination(f"{what}: {host!r} is not a valid host name or IP address")
+    return text
+
+
+def parse_socket_endpoint(endpoint: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of ``tcp://host:port`` (``tls``, ``udp``; IPv6 in brackets)."""
+    match = _SOCKET_ENDPOINT_RE.match(endpoint) if isinstance(endpoint, str) else None
+    if match is None:
+        raise UnsafeDestination("endpoint: must be tcp://, tls:// or udp:// host:port")
+    scheme, host, port = match.group(1), match.group(2).strip("[]"), int(match.group(3))
+    if not 1 <= port <= 65535:
+        raise UnsafeDestination(f"endpoint: port {port} is out of range")
+    return scheme, check_host_syntax(host, "endpoint"), port
+
+
+async def checked_addresses(
+    host: str,
+    port: int,
+    *,
+    allow_private: bool,
+    resolver: Resolver | None = None,
+    what: str = "endpoint",
+) -> list[IPAddress]:
+    """The addresses to connect to for ``host``: resolved once, every one checked.
+
+    Raises ``UnsafeDestination`` (permanent) if any is forbidden and
+    ``UnresolvableHost`` (transient) if there is none. Connect to these
+    addresses, never to the name again: that would be a second lookup.
+    """
+    addresses = await resolve(host, port, resolver)
+    if not allow_private:
+        refusal = _refusal(host, addresses, what)
+        if refusal is not None:
+            raise refusal
+    return addresses
+
+
+async def check_endpoint(
+    endpoint: str, *, allow_private: bool, resolver: Resolver | None = None
+) -> None:
+    """``check_url`` for an http(s) URL; the same rule for ``tcp://``, ``tls://``, ``udp://``.
+
+    What the API MUST call with every stream's ``endpoint(config)``.
+    """
+    if isinstance(endpoint, str) and endpoint.lower().startswith(("http://", "https://")):
+        await check_url(endpoint, allow_private=allow_private, resolver=resolver)
+        return
+    _, host, port = parse_socket_endpoint(endpoint)
+    if not allow_private:
+        await checked_addresses(host, port, allow_private=False, resolver=resolver)
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -225,15 +295,17 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         try:
             async with asyncio.timeout(timeout):
-                addresses = await resolve(host, port, self._resolver)
+                addresses = await checked_addresses(
+                    host,
+                    port,
+                    allow_private=self._allow_private,
+                    resolver=self._resolver,
+                    what="url",
+                )
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from None
         except UnresolvableHost as exc:
             raise httpcore.ConnectError(str(exc)) from None
-        if not self._allow_private:
-            refusal = _refusal(host, addresses)
-            if refusal is not None:
-                raise refusal
         last: Exception | None = None
         for addr in addresses:
             try:
@@ -278,6 +350,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
         super().__init__(verify=verify, limits=limits, trust_env=False)
+        #: The rule, for destinations that open their own sockets (``guard_of``).
+        self.allow_private = allow_private
+        self.resolver = resolver
         # httpx 0.28 takes no network backend, so the pool it built is replaced
         # by the same pool with ours (tests/test_ssrf.py proves it is used).
         self._pool = httpcore.AsyncConnectionPool(
@@ -299,3 +374,17 @@ def guarded_client(
         follow_redirects=False,
         timeout=timeout,
     )
+
+
+def guard_of(client: httpx.AsyncClient) -> tuple[bool, Resolver | None]:
+    """``(allow_private, resolver)`` of the client's ``GuardedTransport``.
+
+    For a destination that is given a client but opens its own socket: it
+    MUST connect under the same rule. A client built on anything else gets
+    the strict rule (private addresses refused).
+    """
+    # httpx has no public accessor for a client's transport
+    transport = getattr(client, "_transport", None)
+    if isinstance(transport, GuardedTransport):
+        return transport.allow_private, transport.resolver
+    return False, None

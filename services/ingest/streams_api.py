@@ -19,7 +19,7 @@ from libs.common import errors
 from libs.common.patterns import check_pattern
 from libs.common.plans import Plan, enforce
 from libs.common.secretbox import SecretBox
-from libs.common.ssrf import GuardedTransport, UnsafeDestination, check_url
+from libs.common.ssrf import GuardedTransport, UnsafeDestination, check_endpoint
 from libs.common.timeutil import format_ts, now_ts, uuid7
 from services.alerter.webhook import new_endpoint_secret
 from services.ingest.manage import Change, bad, parse_uuid
@@ -148,7 +148,7 @@ def render(r: asyncpg.Record) -> dict[str, Any]:
 async def _reachable(kind: str, config: dict[str, Any], allow_private: bool) -> None:
     """The destination's host, resolved, must not be private (unless allowed): 422 on config."""
     try:
-        await check_url(DESTINATIONS[kind].endpoint(config), allow_private=allow_private)
+        await check_endpoint(DESTINATIONS[kind].endpoint(config), allow_private=allow_private)
     except UnsafeDestination as exc:
         raise errors.validation_failed([bad("config", exc.reason)]) from None
     except ValueError as exc:
@@ -330,7 +330,7 @@ async def send_test(
     destination = DESTINATIONS[row["type"]]
     config = full_config(box, row)
     try:
-        await check_url(destination.endpoint(config), allow_private=allow_private)
+        await check_endpoint(destination.endpoint(config), allow_private=allow_private)
     except ValueError as exc:
         reason = exc.reason if isinstance(exc, UnsafeDestination) else str(exc)
         return {"outcome": "failed", "status": None, "error": f"refused: {reason}"}

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import httpx
 
-from libs.common.ssrf import UnsafeDestination, check_url_syntax
+from libs.common.ssrf import UnsafeDestination
 from services.alerter.webhook import classify
+from services.streamer.destinations.checks import Violations
+from services.streamer.formats import ocsf
 
 Outcome = Literal["delivered", "retry", "failed"]
-Violations = list[dict[str, str]]
 Event = dict[str, Any]
 
 USER_AGENT = "Chainlog-Streamer/1"
@@ -116,120 +116,50 @@ class Destination(Protocol):
         ...
 
 
-# ---- config validation -------------------------------------------------------------------
-
-
-def bad(key: str, message: str) -> dict[str, str]:
-    return {"field": f"config.{key}", "message": message}
-
-
-class Checker:
-    """Reads a config object key by key, collecting violations instead of stopping at the first."""
-
-    def __init__(self, config: object, allowed: Sequence[str]) -> None:
-        self.violations: Violations = []
-        self.out: dict[str, Any] = {}
-        self.is_object = isinstance(config, dict)
-        if not isinstance(config, dict):
-            self.raw: dict[str, Any] = {}
-            self.violations.append({"field": "config", "message": "config must be a JSON object"})
-            return
-        self.raw = config
-        self.violations.extend(
-            bad(str(k), f"{k} is not a setting of this destination type")
-            for k in config
-            if k not in allowed
-        )
-
-    def fail(self, key: str, message: str) -> None:
-        # a config that is no object has one violation, not one per missing key
-        if self.is_object:
-            self.violations.append(bad(key, message))
-
-    def string(
-        self,
-        key: str,
-        *,
-        default: str | None = None,
-        required: bool = False,
-        max_len: int = 256,
-        pattern: re.Pattern[str] | None = None,
-        hint: str = "",
-    ) -> str | None:
-        value = self.raw.get(key)
-        if value is None:
-            if required:
-                self.fail(key, f"{key} is required")
-                return None
-            if default is not None:
-                self.out[key] = default
-            return default
-        if not isinstance(value, str) or not value or len(value) > max_len or "\x00" in value:
-            self.fail(key, f"{key} must be a non-empty string of at most {max_len} characters")
-            return None
-        if pattern is not None and pattern.match(value) is None:
-            self.fail(key, f"{key} {hint or 'has an invalid format'}")
-            return None
-        self.out[key] = value
-        return value
-
-    def secret(self, key: str, *, required: bool = True, max_len: int = 1024) -> str | None:
-        """Secret values are never echoed back in a message."""
-        value = self.raw.get(key)
-        if value is None:
-            if required:
-                self.fail(key, f"{key} is required")
-            return None
-        if (
-            not isinstance(value, str)
-            or not value.strip()
-            or len(value) > max_len
-            or any(c in value for c in "\r\n\x00")
-        ):
-            self.fail(key, f"{key} must be a non-empty single-line string")
-            return None
-        self.out[key] = value
-        return value
-
-    def boolean(self, key: str, *, default: bool) -> bool:
-        value = self.raw.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(key, f"{key} must be true or false")
-            return default
-        self.out[key] = value
-        return value
-
-    def url(self, key: str, *, required: bool = True, base: bool = False) -> str | None:
-        """An absolute http(s) URL (syntax only); ``base`` ones take no query and lose a final '/'."""
-        value = self.raw.get(key)
-        if value is None:
-            if required:
-                self.fail(key, f"{key} is required")
-            return None
-        if not isinstance(value, str):
-            self.fail(key, f"{key} must be an absolute http(s) URL")
-            return None
-        try:
-            normal = check_url_syntax(value)
-        except UnsafeDestination as exc:
-            # the reason starts with "url:" whatever the key is called
-            self.fail(key, f"{key}{exc.reason.removeprefix('url')}")
-            return None
-        if base:
-            parsed = httpx.URL(normal)
-            if parsed.query:
-                self.fail(key, f"{key} must be a base URL without a query string")
-                return None
-            normal = normal.rstrip("/")
-        self.out[key] = normal
-        return normal
+# ---- configs and records ------------------------------------------------------------------
 
 
 def without_secrets(config: Mapping[str, Any], secret_fields: Sequence[str]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in secret_fields}
 
 
+def shaper(config: Mapping[str, Any]) -> Callable[[Event], Event]:
+    """What a JSON destination sends for one event under the config's ``format``.
+
+    ``chainlog`` (the default): the served event as it is. ``ocsf``: its
+    OCSF 1.1.0 record (``formats.ocsf``), classed by ``ocsf_mappings``
+    first. Either way the event id, ``seq``, ``hash`` and ``prev_hash``
+    travel with it.
+    """
+    if config.get("format") == "ocsf":
+        rules = config.get("ocsf_mappings") or ()
+        return lambda event: ocsf.record(event, rules)
+    return lambda event: event
+
+
 # ---- batches -----------------------------------------------------------------------------
+
+
+def cut(
+    sizes: Sequence[int], *, max_events: int, max_bytes: int | None, overhead: int = 0
+) -> list[range]:
+    """Greedy, order-keeping cut of items of ``sizes`` into index ranges; an item
+    larger than ``max_bytes`` travels alone.
+
+    ``sizes[i]`` counts item ``i`` with its separator; ``overhead`` is a
+    request's fixed framing (``[]`` of a JSON array).
+    """
+    ranges: list[range] = []
+    start, used = 0, overhead
+    for i, n in enumerate(sizes):
+        too_big = max_bytes is not None and i > start and used + n > max_bytes
+        if i - start >= max_events or too_big:
+            ranges.append(range(start, i))
+            start, used = i, overhead
+        used += n
+    if start < len(sizes):
+        ranges.append(range(start, len(sizes)))
+    return ranges
 
 
 def split_by(
@@ -240,25 +170,31 @@ def split_by(
     size: Callable[[Event], int],
     overhead: int = 0,
 ) -> list[list[Event]]:
-    """Greedy, order-keeping cut; an event larger than ``max_bytes`` travels alone.
+    """``events`` cut by ``cut``, ``size(event)`` counting an event with its separator."""
+    sizes = [size(e) for e in events] if max_bytes is not None else [0] * len(events)
+    ranges = cut(sizes, max_events=max_events, max_bytes=max_bytes, overhead=overhead)
+    return [list(events[r.start : r.stop]) for r in ranges]
 
-    ``size(event)`` counts the event with its separator; ``overhead`` is a
-    request's fixed framing (``[]`` of a JSON array).
+
+async def send_parts(
+    ranges: Sequence[range], send_one: Callable[[range], Awaitable[Result]]
+) -> Result:
+    """Send a batch as several requests, in order; stop at the first that is not delivered.
+
+    ``send_one(part)`` reports ``delivered`` within its part; the result
+    counts the parts before it too, so the caller resends only the rest
+    (for receivers that cannot de-duplicate). Used when a receiver's limit
+    per request is smaller than what the caller's batch may encode to.
     """
-    batches: list[list[Event]] = []
-    current: list[Event] = []
-    used = overhead
-    for event in events:
-        n = size(event) if max_bytes is not None else 0
-        too_big = max_bytes is not None and current and used + n > max_bytes
-        if len(current) >= max_events or too_big:
-            batches.append(current)
-            current, used = [], overhead
-        current.append(event)
-        used += n
-    if current:
-        batches.append(current)
-    return batches
+    delivered = 0
+    status: int | None = None
+    for part in ranges:
+        result = await send_one(part)
+        if result.outcome != "delivered":
+            return Result(result.outcome, result.status, result.error, delivered + result.delivered)
+        delivered += len(part)
+        status = result.status
+    return Result("delivered", status, None, delivered)
 
 
 def workspace_of(events: Sequence[Event]) -> str:
@@ -300,9 +236,22 @@ def redact(text: str, config: Mapping[str, Any], secret_fields: Sequence[str]) -
     """``text`` from a receiver with the config's secrets cut out: some echo what they got."""
     for key in secret_fields:
         value = config.get(key)
-        if isinstance(value, str) and value:
-            text = text.replace(value, "***")
+        # a secret object (OTLP's headers) hides each of its values
+        for secret in value.values() if isinstance(value, Mapping) else [value]:
+            if isinstance(secret, str) and secret:
+                text = text.replace(secret, "***")
     return text
+
+
+def explained(result: Result, detail: str) -> Result:
+    """``result`` with the receiver's own words (``HTTP 403: ...``) when it refused and said some.
+
+    ``detail`` MUST already have the config's secrets cut out (``redact``).
+    """
+    if result.outcome == "delivered" or not detail or result.status is None:
+        return result
+    message = shorten(f"HTTP {result.status}: {detail}")
+    return Result(result.outcome, result.status, message, result.delivered)
 
 
 def shorten(text: str) -> str:

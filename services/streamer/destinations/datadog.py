@@ -17,6 +17,9 @@ Limits per request: 1,000 logs and 5 MB uncompressed. ``split`` cuts to
 them; ``send`` given more sends several requests in order and, if one
 fails, reports the ones before it as delivered (Datadog cannot
 deduplicate, so the caller resends only the rest).
+
+``format: ocsf`` makes ``message`` the event's OCSF record
+(``base.shaper``).
 """
 
 from __future__ import annotations
@@ -30,17 +33,19 @@ import orjson
 
 from services.streamer.destinations.base import (
     ATTEMPT_TIMEOUT_S,
-    Checker,
     Event,
     Result,
-    Violations,
     compress,
+    cut,
+    explained,
     redact,
     request,
-    shorten,
+    send_parts,
+    shaper,
     split_by,
     without_secrets,
 )
+from services.streamer.destinations.checks import FORMAT_KEYS, Checker, Violations
 
 SOURCE = "chainlog"
 HOSTNAME = "chainlog"
@@ -58,7 +63,7 @@ class Datadog:
     MAX_BYTES: int | None = 5_000_000
 
     def validate(self, config: object) -> tuple[dict[str, Any], Violations]:
-        c = Checker(config, ("api_key", "site", "url", "service", "tags"))
+        c = Checker(config, ("api_key", "site", "url", "service", "tags", *FORMAT_KEYS))
         c.secret("api_key")
         c.string(
             "site",
@@ -82,6 +87,7 @@ class Datadog:
                 if not isinstance(tag, str) or len(tag) > 200 or _TAG_RE.match(tag) is None:
                     c.fail(f"tags[{i}]", "must be a 'key:value' tag without commas or spaces")
             c.out["tags"] = list(tags)
+        c.record_format()
         return c.out, c.violations
 
     def public(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,7 +105,7 @@ class Datadog:
             "ddsource": SOURCE,
             "hostname": HOSTNAME,
             "service": config.get("service", "chainlog"),
-            "message": orjson.dumps(event).decode(),
+            "message": orjson.dumps(shaper(config)(event)).decode(),
         }
         if config.get("tags"):
             log["ddtags"] = ",".join(config["tags"])
@@ -128,36 +134,38 @@ class Datadog:
         batch_id: str,
         timeout: float = ATTEMPT_TIMEOUT_S,  # noqa: ASYNC109
     ) -> Result:
-        delivered = 0
-        status: int | None = None
-        for part in self.split(events, config):
-            body = b"[" + b",".join(self.entry(config, e) for e in part) + b"]"
-            answer = await request(
-                client,
-                "POST",
-                self.endpoint(config),
-                content=compress(body),
-                headers={
-                    "dd-api-key": str(config["api_key"]),
-                    "content-type": "application/json",
-                    "content-encoding": "gzip",
-                },
-                timeout=timeout,
-            )
-            result = answer.result(delivered, total=delivered + len(part))
-            if result.outcome != "delivered":
-                detail = redact(_error_title(answer.body), config, self.SECRET_FIELDS)
-                if detail and answer.status is not None:
-                    result = Result(
-                        result.outcome,
-                        result.status,
-                        shorten(f"HTTP {answer.status}: {detail}"),
-                        delivered,
-                    )
-                return result
-            delivered += len(part)
-            status = answer.status
-        return Result("delivered", status, None, delivered)
+        entries = [self.entry(config, e) for e in events]
+
+        async def send_one(part: range) -> Result:
+            body = b"[" + b",".join(entries[part.start : part.stop]) + b"]"
+            return await self._post(client, config, body, len(part), timeout)
+
+        sizes = [len(x) + 1 for x in entries]
+        ranges = cut(sizes, max_events=self.MAX_BATCH, max_bytes=self.MAX_BYTES, overhead=2)
+        return await send_parts(ranges, send_one)
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        config: Mapping[str, Any],
+        body: bytes,
+        count: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> Result:
+        answer = await request(
+            client,
+            "POST",
+            self.endpoint(config),
+            content=compress(body),
+            headers={
+                "dd-api-key": str(config["api_key"]),
+                "content-type": "application/json",
+                "content-encoding": "gzip",
+            },
+            timeout=timeout,
+        )
+        detail = redact(_error_title(answer.body), config, self.SECRET_FIELDS)
+        return explained(answer.result(0, total=count), detail)
 
 
 def _error_title(body: bytes) -> str:

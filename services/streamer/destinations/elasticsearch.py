@@ -18,6 +18,9 @@ whole, or from ``delivered`` on, without duplicating a document.
 and each ``items[i].create.status`` are read. Any item that failed for
 another reason (a 400 mapping error) makes the batch ``failed``, with that
 item's reason: sending it again cannot help.
+
+``format: ocsf`` indexes each event's OCSF record (``base.shaper``),
+still with the event id as ``_id`` and ``@timestamp`` = ``received_at``.
 """
 
 from __future__ import annotations
@@ -33,17 +36,20 @@ import orjson
 from services.streamer.destinations.base import (
     ATTEMPT_TIMEOUT_S,
     Answer,
-    Checker,
     Event,
     Result,
-    Violations,
     compress,
+    cut,
+    explained,
     redact,
     request,
+    send_parts,
+    shaper,
     shorten,
     split_by,
     without_secrets,
 )
+from services.streamer.destinations.checks import FORMAT_KEYS, Checker, Violations
 
 # Lower case, none of \ / * ? " < > | space , # :, not starting with - _ + or '.'
 _INDEX_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,254}\Z")
@@ -58,7 +64,10 @@ class Elasticsearch:
     MAX_BYTES: int | None = 10_000_000
 
     def validate(self, config: object) -> tuple[dict[str, Any], Violations]:
-        c = Checker(config, ("url", "index", "username", "password", "api_key", "verify_tls"))
+        c = Checker(
+            config,
+            ("url", "index", "username", "password", "api_key", "verify_tls", *FORMAT_KEYS),
+        )
         c.url("url", base=True)
         c.string(
             "index",
@@ -80,6 +89,7 @@ class Elasticsearch:
         if "api_key" in given and given & {"username", "password"}:
             c.fail("api_key", "use either api_key or username and password, not both")
         c.boolean("verify_tls", default=True)
+        c.record_format()
         return c.out, c.violations
 
     def public(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,15 +100,18 @@ class Elasticsearch:
 
     def _lines(self, config: Mapping[str, Any], event: Event) -> bytes:
         action = {"create": {"_index": config.get("index", "chainlog-audit"), "_id": event["id"]}}
-        doc = {**event, "@timestamp": event["received_at"]}
+        doc = {**shaper(config)(event), "@timestamp": event["received_at"]}
         return orjson.dumps(action) + b"\n" + orjson.dumps(doc) + b"\n"
 
-    def split(self, events: Sequence[Event]) -> list[list[Event]]:
+    def split(
+        self, events: Sequence[Event], config: Mapping[str, Any] | None = None
+    ) -> list[list[Event]]:
+        cfg = config or {}
         return split_by(
             events,
             max_events=self.MAX_BATCH,
             max_bytes=self.MAX_BYTES,
-            size=lambda e: len(self._lines({}, e)) + 256,
+            size=lambda e: len(self._lines(cfg, e)),
         )
 
     def _auth(self, config: Mapping[str, Any]) -> dict[str, str]:
@@ -120,11 +133,29 @@ class Elasticsearch:
     ) -> Result:
         if not events:
             return Result("delivered", None, None, 0)
+        entries = [self._lines(config, e) for e in events]
+
+        async def send_one(part: range) -> Result:
+            body = b"".join(entries[part.start : part.stop])
+            return await self._bulk(client, config, body, len(part), timeout)
+
+        sizes = [len(x) for x in entries]
+        ranges = cut(sizes, max_events=self.MAX_BATCH, max_bytes=self.MAX_BYTES)
+        return await send_parts(ranges, send_one)
+
+    async def _bulk(
+        self,
+        client: httpx.AsyncClient,
+        config: Mapping[str, Any],
+        body: bytes,
+        count: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> Result:
         answer = await request(
             client,
             "POST",
             self.endpoint(config),
-            content=compress(b"".join(self._lines(config, e) for e in events)),
+            content=compress(body),
             headers={
                 "content-type": "application/x-ndjson",
                 "content-encoding": "gzip",
@@ -134,15 +165,9 @@ class Elasticsearch:
             timeout=timeout,
         )
         if answer.status is None or not 200 <= answer.status < 300:
-            result = answer.result(0, total=len(events))
-            reason = _top_error(answer.body)
-            if reason and answer.status is not None:
-                text = redact(reason, config, self.SECRET_FIELDS)
-                return Result(
-                    result.outcome, answer.status, shorten(f"HTTP {answer.status}: {text}"), 0
-                )
-            return result
-        result = _read_items(answer, len(events))
+            detail = redact(_top_error(answer.body), config, self.SECRET_FIELDS)
+            return explained(answer.result(0, total=count), detail)
+        result = _read_items(answer, count)
         if result.error is not None:
             result = Result(
                 result.outcome,

@@ -17,11 +17,15 @@ verifies the raw bytes it was sent would refuse every batch.
 
 The secret (``whsec_...``) is made by the caller when absent
 (``webhook.new_endpoint_secret``), shown once, stored encrypted.
+
+``format: ocsf`` puts each event's OCSF record in ``events``
+(``base.shaper``). A batch whose records pass the 1 MB limit is sent as
+several requests; each then has the ``webhook-id`` ``{batch id}/{first
+seq}-{last seq}`` (the same when the same batch is sent again).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,36 +36,22 @@ import orjson
 from services.alerter import webhook
 from services.streamer.destinations.base import (
     ATTEMPT_TIMEOUT_S,
-    Checker,
     Event,
     Result,
-    Violations,
     compress,
+    cut,
     request,
+    send_parts,
+    shaper,
     split_by,
     without_secrets,
     workspace_of,
 )
+from services.streamer.destinations.checks import FORMAT_KEYS, Checker, Violations
 
 EVENT_TYPE = "events.batch"
-MAX_HEADERS = 20
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}\Z")
-_HEADER_VALUE_RE = re.compile(r"^[\t\x20-\x7e]{0,1024}\Z")
-#: Set by us, or a credential that ``public`` would show.
-_RESERVED = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "host",
-        "content-type",
-        "content-length",
-        "content-encoding",
-        "transfer-encoding",
-        "connection",
-        "user-agent",
-    }
-)
+#: The envelope around the events: ``{"type": ..., "workspace_id": ..., "events": []}``.
+_ENVELOPE = 200
 
 
 class HttpBatch:
@@ -72,7 +62,7 @@ class HttpBatch:
     MAX_BYTES: int | None = 1_000_000
 
     def validate(self, config: object) -> tuple[dict[str, Any], Violations]:
-        c = Checker(config, ("url", "secret", "headers", "gzip"))
+        c = Checker(config, ("url", "secret", "headers", "gzip", *FORMAT_KEYS))
         c.url("url")
         secret = c.secret("secret", required=False)
         if secret is not None:
@@ -81,21 +71,9 @@ class HttpBatch:
             except ValueError:
                 c.out.pop("secret", None)
                 c.fail("secret", "secret must be 'whsec_' followed by base64")
-        headers = c.raw.get("headers", {})
-        if not isinstance(headers, dict) or len(headers) > MAX_HEADERS:
-            c.fail("headers", f"headers must be an object of at most {MAX_HEADERS} headers")
-        else:
-            for name, value in headers.items():
-                where = f"headers.{name}"
-                lower = name.lower()
-                if _HEADER_NAME_RE.match(name) is None:
-                    c.fail(where, "must be an HTTP header name: letters, digits and -")
-                elif lower in _RESERVED or lower.startswith("webhook-"):
-                    c.fail(where, f"{name} is set by Chainlog or is a credential")
-                elif not isinstance(value, str) or _HEADER_VALUE_RE.match(value) is None:
-                    c.fail(where, "must be printable ASCII of at most 1024 characters")
-            c.out["headers"] = dict(headers)
+        c.headers("headers")
         c.boolean("gzip", default=False)
+        c.record_format()
         return c.out, c.violations
 
     def public(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,19 +82,22 @@ class HttpBatch:
     def endpoint(self, config: Mapping[str, Any]) -> str:
         return str(config["url"])
 
-    def split(self, events: Sequence[Event]) -> list[list[Event]]:
+    def split(
+        self, events: Sequence[Event], config: Mapping[str, Any] | None = None
+    ) -> list[list[Event]]:
+        shape = shaper(config or {})
         return split_by(
             events,
             max_events=self.MAX_BATCH,
             max_bytes=self.MAX_BYTES,
-            size=lambda e: len(orjson.dumps(e)) + 1,
-            overhead=200,
+            size=lambda e: len(orjson.dumps(shape(e))) + 1,
+            overhead=_ENVELOPE,
         )
 
-    def body(self, events: Sequence[Event]) -> bytes:
-        return orjson.dumps(
-            {"type": EVENT_TYPE, "workspace_id": workspace_of(events), "events": list(events)}
-        )
+    @staticmethod
+    def _envelope(workspace_id: str, entries: Sequence[bytes]) -> bytes:
+        head = orjson.dumps({"type": EVENT_TYPE, "workspace_id": workspace_id})[:-1]
+        return head + b',"events":[' + b",".join(entries) + b"]}"
 
     async def send(
         self,
@@ -129,19 +110,32 @@ class HttpBatch:
     ) -> Result:
         if not events:
             return Result("delivered", None, None, 0)
-        body = self.body(events)
-        signed = webhook.headers(str(config["secret"]), batch_id, int(time.time()), body)
-        headers = {**config.get("headers", {}), **signed}
-        if config.get("gzip"):
-            body = compress(body)
-            headers["content-encoding"] = "gzip"
-        answer = await request(
-            client,
-            "POST",
-            self.endpoint(config),
-            content=body,
-            headers=headers,
-            timeout=timeout,
-            read_answer=False,
-        )
-        return answer.result(0, total=len(events))
+        workspace_id = workspace_of(events)
+        shape = shaper(config)
+        entries = [orjson.dumps(shape(e)) for e in events]
+        sizes = [len(x) + 1 for x in entries]
+        ranges = cut(sizes, max_events=self.MAX_BATCH, max_bytes=self.MAX_BYTES, overhead=_ENVELOPE)
+
+        async def send_one(part: range) -> Result:
+            body = self._envelope(workspace_id, entries[part.start : part.stop])
+            message_id = batch_id
+            if len(ranges) > 1:
+                first, last = events[part.start]["seq"], events[part.stop - 1]["seq"]
+                message_id = f"{batch_id}/{first}-{last}"
+            signed = webhook.headers(str(config["secret"]), message_id, int(time.time()), body)
+            headers = {**config.get("headers", {}), **signed}
+            if config.get("gzip"):
+                body = compress(body)
+                headers["content-encoding"] = "gzip"
+            answer = await request(
+                client,
+                "POST",
+                self.endpoint(config),
+                content=body,
+                headers=headers,
+                timeout=timeout,
+                read_answer=False,
+            )
+            return answer.result(0, total=len(part))
+
+        return await send_parts(ranges, send_one)

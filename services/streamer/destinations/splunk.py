@@ -15,6 +15,9 @@ being indexed.
 
 Indexer acknowledgement is not used: a token with it enabled answers
 code 10 (no data channel), reported as a configuration error.
+
+``format: ocsf`` sends each event's OCSF record as ``event``
+(``base.shaper``); ``time`` stays ``received_at``.
 """
 
 from __future__ import annotations
@@ -29,17 +32,19 @@ import orjson
 from libs.common.timeutil import parse_rfc3339
 from services.streamer.destinations.base import (
     ATTEMPT_TIMEOUT_S,
-    Checker,
     Event,
     Result,
-    Violations,
     compress,
+    cut,
     redact,
     request,
+    send_parts,
+    shaper,
     shorten,
     split_by,
     without_secrets,
 )
+from services.streamer.destinations.checks import FORMAT_KEYS, Checker, Violations
 
 PATH = "/services/collector/event"
 HOST = "chainlog"
@@ -58,7 +63,10 @@ class SplunkHec:
     MAX_BYTES: int | None = 1_000_000
 
     def validate(self, config: object) -> tuple[dict[str, Any], Violations]:
-        c = Checker(config, ("url", "token", "index", "source", "sourcetype", "verify_tls"))
+        c = Checker(
+            config,
+            ("url", "token", "index", "source", "sourcetype", "verify_tls", *FORMAT_KEYS),
+        )
         url = c.url("url", base=True)
         if url is not None and url.endswith(PATH):
             # people paste the whole endpoint from Splunk's docs
@@ -73,6 +81,7 @@ class SplunkHec:
         c.string("source", default="chainlog")
         c.string("sourcetype", default="chainlog:audit")
         c.boolean("verify_tls", default=True)
+        c.record_format()
         return c.out, c.violations
 
     def public(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,30 +90,29 @@ class SplunkHec:
     def endpoint(self, config: Mapping[str, Any]) -> str:
         return f"{config['url']}{PATH}"
 
-    def split(self, events: Sequence[Event]) -> list[list[Event]]:
-        # the envelope adds well under 256 bytes to an event
+    def split(
+        self, events: Sequence[Event], config: Mapping[str, Any] | None = None
+    ) -> list[list[Event]]:
+        cfg = config or {}
         return split_by(
             events,
             max_events=self.MAX_BATCH,
             max_bytes=self.MAX_BYTES,
-            size=lambda e: len(orjson.dumps(e)) + 256,
+            size=lambda e: len(self.entry(cfg, e)) + 1,
         )
 
-    def body(self, config: Mapping[str, Any], events: Sequence[Event]) -> bytes:
-        """The uncompressed request body: one HEC event per line."""
-        lines = []
-        for event in events:
-            hec: dict[str, Any] = {
-                "time": round(parse_rfc3339(event["received_at"]).timestamp(), 6),
-                "host": HOST,
-                "source": config.get("source", "chainlog"),
-                "sourcetype": config.get("sourcetype", "chainlog:audit"),
-            }
-            if config.get("index"):
-                hec["index"] = config["index"]
-            hec["event"] = event
-            lines.append(orjson.dumps(hec))
-        return b"\n".join(lines)
+    def entry(self, config: Mapping[str, Any], event: Event) -> bytes:
+        """One HEC event as JSON."""
+        hec: dict[str, Any] = {
+            "time": round(parse_rfc3339(event["received_at"]).timestamp(), 6),
+            "host": HOST,
+            "source": config.get("source", "chainlog"),
+            "sourcetype": config.get("sourcetype", "chainlog:audit"),
+        }
+        if config.get("index"):
+            hec["index"] = config["index"]
+        hec["event"] = shaper(config)(event)
+        return orjson.dumps(hec)
 
     async def send(
         self,
@@ -117,11 +125,29 @@ class SplunkHec:
     ) -> Result:
         if not events:
             return Result("delivered", None, None, 0)
+        entries = [self.entry(config, e) for e in events]
+        sizes = [len(x) + 1 for x in entries]
+
+        async def send_one(part: range) -> Result:
+            body = b"\n".join(entries[part.start : part.stop])
+            return await self._post(client, config, body, len(part), timeout)
+
+        ranges = cut(sizes, max_events=self.MAX_BATCH, max_bytes=self.MAX_BYTES)
+        return await send_parts(ranges, send_one)
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        config: Mapping[str, Any],
+        body: bytes,
+        count: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> Result:
         answer = await request(
             client,
             "POST",
             self.endpoint(config),
-            content=compress(self.body(config, events)),
+            content=compress(body),
             headers={
                 "authorization": f"Splunk {config['token']}",
                 "content-type": "application/json",
@@ -129,14 +155,14 @@ class SplunkHec:
             },
             timeout=timeout,
         )
-        result = answer.result(0, total=len(events))
+        result = answer.result(0, total=count)
         if result.outcome == "delivered" or answer.status is None:
             return result
         code, text, invalid_at = _hec_error(answer.body)
         if code is None:
             return result
         outcome = "retry" if code in _RETRY_CODES else result.outcome
-        delivered = invalid_at if invalid_at is not None and invalid_at <= len(events) else 0
+        delivered = invalid_at if invalid_at is not None and invalid_at <= count else 0
         text = _HINTS.get(code) or redact(text, config, self.SECRET_FIELDS)
         message = f"HEC code {code}: {text}"
         return Result(outcome, answer.status, shorten(message), delivered)

@@ -109,7 +109,18 @@ FULL_CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def test_registry_holds_every_type_under_its_name() -> None:
-    assert set(DESTINATIONS) == {"splunk_hec", "datadog", "elasticsearch", "http", "s3"}
+    assert set(DESTINATIONS) == {
+        "splunk_hec",
+        "datadog",
+        "elasticsearch",
+        "http",
+        "s3",
+        "syslog",
+        "sentinel",
+        "chronicle",
+        "otlp",
+        "security_lake",
+    }
     for name, destination in DESTINATIONS.items():
         assert destination.type == name
         assert destination.MAX_BATCH > 0
@@ -139,18 +150,21 @@ def test_defaults_are_filled() -> None:
         "source": "chainlog",
         "sourcetype": "chainlog:audit",
         "verify_tls": True,
+        "format": "chainlog",
     }
     assert valid(DD, {"api_key": "k"}) == {
         "api_key": "k",
         "site": "datadoghq.com",
         "service": "chainlog",
         "tags": [],
+        "format": "chainlog",
     }
     assert valid(ES, {"url": "http://es:9200"})["index"] == "chainlog-audit"
     assert valid(HTTP, {"url": "https://h.example/x"}) == {
         "url": "https://h.example/x",
         "headers": {},
         "gzip": False,
+        "format": "chainlog",
     }
     s3 = valid(S3D, {"bucket": "b-1", "access_key_id": "AK", "secret_access_key": "s"})
     assert (s3["prefix"], s3["region"]) == ("chainlog/", "us-east-1")
