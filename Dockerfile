@@ -11,7 +11,8 @@ COPY services ./services
 RUN /venv/bin/uv pip install --python /venv/bin/python --no-deps --compile-bytecode .
 
 FROM python:3.11.11-slim-bookworm
-RUN useradd --system --uid 10001 chainlog
+RUN useradd --system --uid 10001 chainlog \
+ && mkdir -p /data/files && chown chainlog /data/files
 COPY --from=build /venv /venv
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1
 USER chainlog
