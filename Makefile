@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
-VENV_STAMP := .venv/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+VENV_STAMP := .venv/.installed-$(shell cat requirements.lock pyproject.toml clients/python/pyproject.toml | sha256sum | cut -c1-12)
 LOCAL := deploy/local
 export CHAINLOG_STATE_DIR ?= $(CURDIR)/.chainlog
 
@@ -16,11 +16,12 @@ help:
 
 install: $(VENV_STAMP)
 
-$(VENV_STAMP): requirements.lock pyproject.toml
+$(VENV_STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
 	test -x .venv/bin/python || python3.11 -m venv .venv || python3 -m venv .venv
 	.venv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	.venv/bin/uv pip sync -q --python .venv/bin/python requirements.lock
 	.venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
+	.venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e clients/python
 	rm -f .venv/.installed-* && touch $@
 
 lock:
@@ -30,7 +31,7 @@ lock:
 lint: install
 	.venv/bin/ruff format --check .
 	.venv/bin/ruff check .
-	.venv/bin/mypy libs services
+	.venv/bin/mypy libs services clients/python/src clients/python/tests
 
 infra: install
 	bash $(LOCAL)/postgres.sh start

@@ -42,6 +42,14 @@ def _get(doc: dict[str, Any] | None, *path: str) -> Any:
     return doc
 
 
+#: The SDK's batching clients against raw HTTP clients under the same load.
+SDK_RATIO_TARGET = 0.9
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
 def targets(res: dict[str, Any]) -> dict[str, Any]:
     ours, base = (
         _get(res, "chainlog", "e2e_events_per_s"),
@@ -57,6 +65,12 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
         "verify_s": verify_s,
         "verify_target_s": VERIFY_TARGET_S,
         "verify_met": verify_s < VERIFY_TARGET_S and bool(verify_ok) if verify_s else None,
+        "sdk_ratio": _ratio(_get(res, "sdk", "e2e_events_per_s"), ours),
+        "sdk_ratio_same_guarantee": _ratio(
+            _get(res, "sdk", "acked_events_per_s"),
+            _get(res, "sdk", "raw_with_keys", "acked_events_per_s"),
+        ),
+        "sdk_ratio_target": SDK_RATIO_TARGET,
         "export_csv_s": _get(res, "export", "csv", "seconds"),
         "export_target_s": _get(res, "export", "target_s"),
         "export_met": _get(res, "export", "met"),
@@ -145,6 +159,27 @@ def table(res: dict[str, Any]) -> str:
         "best_s",
         digits=2,
         target=_verdict(t.get("verify_met"), f"< {VERIFY_TARGET_S:.0f} s and valid"),
+    )
+    sdk_ratio = t.get("sdk_ratio")
+    ours(
+        "SDK clients (batching, idempotency keys), end-to-end events/s",
+        "sdk",
+        "e2e_events_per_s",
+        target=_verdict(
+            None if sdk_ratio is None else sdk_ratio >= SDK_RATIO_TARGET,
+            f"≥ {SDK_RATIO_TARGET:.0%} of raw HTTP, is {sdk_ratio:.2f}" if sdk_ratio else "",
+        ),
+    )
+    same = t.get("sdk_ratio_same_guarantee")
+    ours(
+        "raw HTTP with an idempotency key per event, acked events/s",
+        "sdk",
+        "raw_with_keys",
+        "acked_events_per_s",
+        target=_verdict(
+            None if same is None else same >= SDK_RATIO_TARGET,
+            f"SDK acked ≥ {SDK_RATIO_TARGET:.0%} of it, is {same:.2f}" if same else "",
+        ),
     )
     e = res.get("export")
     ours(

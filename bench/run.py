@@ -43,6 +43,7 @@ from bench.drain import measure_drain
 from bench.e2e import Target, measure
 from bench.events import make_bodies
 from bench.export import time_export
+from bench.sdk import measure_raw_with_keys, measure_sdk
 from bench.services import PIPELINE, Services, new_workspace, settle, wait_http
 from bench.streamer import measure_streamer
 from bench.verify import Fixture, time_verify
@@ -131,6 +132,34 @@ class Bench:
 
     async def chainlog(self) -> dict[str, Any]:
         return await self.chainlog_load("bench-e2e", self.cfg.duration)
+
+    async def sdk(self) -> dict[str, Any]:
+        """The same load through the Python SDK's batching clients."""
+        workspace_id, key = await new_workspace(self.pool, "bench-sdk")
+        say(
+            f"sdk: {self.cfg.clients} SDK clients, batches of {self.cfg.batch}, {self.cfg.duration:.0f} s"
+        )
+        out = await measure_sdk(
+            self.api,
+            self.pool,
+            workspace_id,
+            key,
+            clients=self.cfg.clients,
+            batch=self.cfg.batch,
+            duration_s=self.cfg.duration,
+            drain_timeout_s=self.cfg.drain_timeout_s,
+        )
+        await settle(self.pool)
+        _, raw_key = await new_workspace(self.pool, "bench-raw-keys")
+        say("sdk: the raw clients again, with an idempotency key per event")
+        out["raw_with_keys"] = await measure_raw_with_keys(
+            self.api,
+            raw_key,
+            clients=self.cfg.clients,
+            batch=self.cfg.batch,
+            duration_s=self.cfg.duration,
+        )
+        return out
 
     async def steady(self, saturated_events_per_s: float) -> dict[str, Any]:
         """Freshness under a steady load at half what the pipeline sustains."""
@@ -283,6 +312,7 @@ async def main(cfg: Config) -> dict[str, Any]:
         await wait_http(f"http://127.0.0.1:{settings.api_port}/healthz")
         bench = Bench(cfg, settings, pool)
         await phase(res, "chainlog", bench.chainlog, pool)
+        await phase(res, "sdk", bench.sdk, pool)
         saturated = _get_rate(res)
         if saturated:
             await phase(res, "steady", lambda: bench.steady(saturated), pool)
