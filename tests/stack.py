@@ -67,6 +67,9 @@ def stack_env() -> dict[str, str]:
         # Scheduled verification often enough for a test to see it (tests/test_exports.py).
         CHAINLOG_VERIFY_INTERVAL_SECONDS="5",
         CHAINLOG_VERIFY_FULL_INTERVAL_SECONDS="20",
+        # Checkpoints within seconds, heartbeats too (tests/test_proofs.py).
+        CHAINLOG_CHECKPOINT_SECONDS="1",
+        CHAINLOG_CHECKPOINT_HEARTBEAT_SECONDS="3",
     )
     return env
 

@@ -107,6 +107,14 @@ class Settings:
     #: one that may remove archived events).
     retention_interval_s: int
     retention_database_url: str
+    #: The log's name: the signing key's name and the host part of every
+    #: workspace log's origin (``<name>/<workspace id>``).
+    log_name: str
+    #: A checkpoint after this many new events, or when the last is this old
+    #: and events arrived, and on a heartbeat even when none did.
+    checkpoint_events: int
+    checkpoint_seconds: int
+    checkpoint_heartbeat_seconds: int
 
     @property
     def topics(self) -> Names:
@@ -174,6 +182,10 @@ class Settings:
             verify_interval_s=_int(env, "CHAINLOG_VERIFY_INTERVAL_SECONDS", 3600, 1),
             verify_full_interval_s=_int(env, "CHAINLOG_VERIFY_FULL_INTERVAL_SECONDS", 86400, 1),
             retention_interval_s=_int(env, "CHAINLOG_RETENTION_INTERVAL_SECONDS", 86400, 1),
+            log_name=env.get("CHAINLOG_LOG_NAME", "chainlog.local"),
+            checkpoint_events=_int(env, "CHAINLOG_CHECKPOINT_EVENTS", 1000, 1),
+            checkpoint_seconds=_int(env, "CHAINLOG_CHECKPOINT_SECONDS", 60, 1),
+            checkpoint_heartbeat_seconds=_int(env, "CHAINLOG_CHECKPOINT_HEARTBEAT_SECONDS", 300, 1),
             retention_database_url=env.get(
                 "CHAINLOG_RETENTION_DATABASE_URL",
                 f"postgresql://chainlog_retention@127.0.0.1:{pg_port}/chainlog",

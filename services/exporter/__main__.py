@@ -1,7 +1,8 @@
 """``python -m services.exporter``: settings, build, run until SIGTERM.
 
-One process runs four things on one event loop: the materialiser (Kafka
-into the events table), export jobs, scheduled verification and retention.
+One process runs five things on one event loop: the materialiser (Kafka
+into the events table), export jobs, scheduled verification, retention,
+and the Merkle trees with their signed checkpoints.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 import uvloop
 from prometheus_client import CollectorRegistry
 
-from libs.common import kafka, metrics, storage
+from libs.common import kafka, metrics, secretbox, storage
 from libs.common.db import connect_pool
 from libs.common.logs import Logger
 from libs.common.plans import load_plans
@@ -20,6 +21,7 @@ from libs.common.settings import Settings
 from services.exporter.exports import ExportJobs
 from services.exporter.pipeline import Materialiser
 from services.exporter.retention import Retention
+from services.exporter.transparency import Transparency
 from services.exporter.verification import ScheduledVerification
 from services.ingest.accept import Acceptor
 from services.ingest.adminlog import AdminLog
@@ -50,7 +52,8 @@ async def main() -> None:
         AdminLog(Acceptor(producer, pool, settings.topics.raw)),
         load_plans(settings.plans_file),
     )
-    parts = (materialiser, jobs, verification, retention)
+    transparency = Transparency(settings, log, pool, secretbox.for_settings(settings))
+    parts = (materialiser, jobs, verification, retention, transparency)
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

@@ -30,7 +30,7 @@ from libs.common.logs import Logger
 from libs.common.metrics import IngestMetrics
 from libs.common.plans import load_plans
 from libs.common.settings import Settings
-from services.ingest import alerts_api, exports_api, manage, query, streams_api
+from services.ingest import alerts_api, exports_api, manage, proofs_api, query, streams_api
 from services.ingest.accept import Acceptor, Outcome
 from services.ingest.adminlog import Actor, AdminLog
 from services.ingest.auth import KeyCache, Principal
@@ -390,6 +390,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await exports_api.list_verifications(
                 state["pool"], who.workspace_id, request.query_params
             )
+        )
+
+    # -- checkpoints and proofs (issue 7) -------------------------------------
+
+    @app.get("/api/v1/log-key")
+    async def get_log_key(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await proofs_api.log_key(state["pool"], who.workspace_id, settings.log_name)
+        )
+
+    @app.get("/api/v1/checkpoints/latest")
+    async def latest_checkpoint(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(await proofs_api.latest(state["pool"], who.workspace_id))
+
+    @app.get("/api/v1/checkpoints")
+    async def list_checkpoints(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await proofs_api.list_checkpoints(state["pool"], who.workspace_id, request.query_params)
+        )
+
+    @app.get("/api/v1/proofs/inclusion")
+    async def inclusion_proof(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await proofs_api.inclusion(state["pool"], who.workspace_id, request.query_params)
+        )
+
+    @app.get("/api/v1/proofs/consistency")
+    async def consistency_proof(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await proofs_api.consistency(state["pool"], who.workspace_id, request.query_params)
         )
 
     # -- alerts (issue 3) -----------------------------------------------------

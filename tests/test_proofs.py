@@ -1,0 +1,184 @@
+"""Signed checkpoints and Merkle proofs against the real stack, checked as a client would:
+with nothing but the log's public key and what the API serves.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import asyncpg
+import httpx
+
+from libs.common.checkpoint import Checkpoint, open_checkpoint
+from libs.common.merkle import (
+    CompactRange,
+    event_leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from tests.conftest import Workspace, settle
+from tests.stack import Service, wait_until
+
+
+def b64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+async def ingest(api: httpx.AsyncClient, ws: Workspace, n: int, tag: str) -> list[str]:
+    r = await api.post(
+        "/api/v1/events/batch",
+        json={"events": [{"actor_id": f"u{i}", "action": f"proof.{tag}"} for i in range(n)]},
+        headers=ws.headers,
+    )
+    assert r.status_code == 202, r.text
+    return [x["id"] for x in r.json()["results"]]
+
+
+async def checkpoint_at_least(
+    api: httpx.AsyncClient, ws: Workspace, size: int, key: str
+) -> tuple[Checkpoint, dict[str, Any]]:
+    async def signed() -> dict[str, Any] | None:
+        r = await api.get("/api/v1/checkpoints/latest", headers=ws.headers)
+        return r.json() if r.status_code == 200 and r.json()["size"] >= size else None
+
+    doc = await wait_until(signed, within=60, what=f"a checkpoint of size {size}")
+    return open_checkpoint(doc["checkpoint"], key), doc
+
+
+async def test_checkpoints_prove_inclusion_and_consistency(
+    api: httpx.AsyncClient, admin_db: asyncpg.Pool, workspace: Workspace
+) -> None:
+    ids = await ingest(api, workspace, 30, "first")
+    last = await settle(admin_db, workspace.id, ids)
+
+    async def have_key() -> dict[str, Any] | None:
+        r = await api.get("/api/v1/log-key", headers=workspace.headers)
+        return r.json() if r.status_code == 200 else None
+
+    key = (await wait_until(have_key, what="the log key"))["verifier_key"]
+    old, _ = await checkpoint_at_least(api, workspace, last, key)
+    assert old.origin.endswith(workspace.id)
+    # Inclusion: an event's hash, its audit path, the signed root.
+    event = (await api.get(f"/api/v1/events/{ids[7]}", headers=workspace.headers)).json()
+    r = await api.get(
+        "/api/v1/proofs/inclusion",
+        params={"event_id": ids[7], "tree_size": str(old.size)},
+        headers=workspace.headers,
+    )
+    assert r.status_code == 200, r.text
+    proof = r.json()
+    assert proof["event_hash"] == event["hash"]
+    assert verify_inclusion(
+        event_leaf_hash(event["hash"]),
+        event["seq"] - 1,
+        old.size,
+        [b64(h) for h in proof["audit_path"]],
+        old.root,
+    )
+    # More events: the new checkpoint is a consistent extension of the old one.
+    more = await ingest(api, workspace, 25, "second")
+    top = await settle(admin_db, workspace.id, more)
+    new, _ = await checkpoint_at_least(api, workspace, top, key)
+    r = await api.get(
+        "/api/v1/proofs/consistency",
+        params={"first": str(old.size), "second": str(new.size)},
+        headers=workspace.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert verify_consistency(
+        old.size, new.size, old.root, new.root, [b64(h) for h in r.json()["proof"]]
+    )
+    bad = await api.get(
+        "/api/v1/proofs/consistency",
+        params={"first": "9", "second": "x"},
+        headers=workspace.headers,
+    )
+    assert bad.status_code == 422 and bad.json()["violations"][0]["field"] == "second"
+
+
+async def test_an_idle_log_heartbeats_and_a_restart_does_not_fork(
+    api: httpx.AsyncClient,
+    admin_db: asyncpg.Pool,
+    workspace: Workspace,
+    services: dict[str, Service],
+) -> None:
+    ids = await ingest(api, workspace, 10, "idle")
+    last = await settle(admin_db, workspace.id, ids)
+    key = (await api.get("/api/v1/log-key", headers=workspace.headers)).json()["verifier_key"]
+    first, doc = await checkpoint_at_least(api, workspace, last, key)
+
+    async def later_than(created: str) -> dict[str, Any] | None:
+        r = (await api.get("/api/v1/checkpoints/latest", headers=workspace.headers)).json()
+        return r if r["created_at"] > created else None
+
+    beat = await wait_until(lambda: later_than(doc["created_at"]), within=60, what="a heartbeat")
+    again = open_checkpoint(beat["checkpoint"], key)
+    assert (again.size, again.root) == (first.size, first.root)
+    services["exporter"].kill()
+    services["exporter"].start()
+    after = await wait_until(
+        lambda: later_than(beat["created_at"]), within=90, what="a checkpoint after a restart"
+    )
+    restarted = open_checkpoint(after["checkpoint"], key)
+    assert (restarted.size, restarted.root) == (first.size, first.root)
+
+
+async def test_deleting_the_newest_events_or_rewriting_history_is_detected(
+    api: httpx.AsyncClient, admin_db: asyncpg.Pool, workspace: Workspace
+) -> None:
+    ids = await ingest(api, workspace, 40, "held")
+    last = await settle(admin_db, workspace.id, ids)
+    key = (await api.get("/api/v1/log-key", headers=workspace.headers)).json()["verifier_key"]
+    held, _ = await checkpoint_at_least(api, workspace, last, key)  # a client keeps this
+
+    # The insider deletes the newest ten events and cuts the tree back to hide it.
+    keep = held.size - 10
+    async with admin_db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "DELETE FROM events WHERE workspace_id = $1 AND seq > $2", workspace.id, keep
+        )
+        await _rebuild_tree(conn, workspace.id)
+        await conn.execute("DELETE FROM checkpoints WHERE workspace_id = $1", workspace.id)
+
+    async def newest() -> dict[str, Any] | None:
+        """The newest checkpoint once the rebuilt tree has every stored event again."""
+        r = await api.get("/api/v1/checkpoints/latest", headers=workspace.headers)
+        return r.json() if r.status_code == 200 and r.json()["size"] == keep else None
+
+    served = open_checkpoint((await wait_until(newest, what="a new checkpoint"))["checkpoint"], key)
+    # The client's signed size is larger than what is served now: events were removed.
+    assert served.size == keep < held.size
+    r = await api.get(
+        "/api/v1/proofs/consistency",
+        params={"first": str(held.size), "second": str(served.size)},
+        headers=workspace.headers,
+    )
+    assert r.status_code == 422  # no proof can take a log back to a smaller size
+
+    # Rewriting history instead: same size, another root: a fork the old checkpoint exposes.
+    async with admin_db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "UPDATE events SET hash = sha256(hash) WHERE workspace_id = $1 AND seq = 3",
+            workspace.id,
+        )
+        await _rebuild_tree(conn, workspace.id)
+        await conn.execute("DELETE FROM checkpoints WHERE workspace_id = $1", workspace.id)
+    forked = open_checkpoint(
+        (await wait_until(newest, what="a rebuilt checkpoint"))["checkpoint"], key
+    )
+    assert forked.size == served.size and forked.root != served.root
+    # Two roots signed for one size: the client's saved checkpoint exposes the fork.
+    assert not verify_consistency(served.size, forked.size, served.root, forked.root, [])
+
+
+async def _rebuild_tree(conn: asyncpg.Connection, workspace_id: str) -> None:
+    """What an insider hiding a change would do: drop the tree, let it be built again."""
+    await conn.execute("DELETE FROM merkle_nodes WHERE workspace_id = $1", workspace_id)
+    await conn.execute(
+        "UPDATE merkle_state SET size = 0, frontier = $2 WHERE workspace_id = $1",
+        workspace_id,
+        CompactRange().to_bytes(),
+    )
