@@ -5,6 +5,7 @@ with nothing but the log's public key and what the API serves.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import asyncpg
@@ -181,4 +182,36 @@ async def _rebuild_tree(conn: asyncpg.Connection, workspace_id: str) -> None:
         "UPDATE merkle_state SET size = 0, frontier = $2 WHERE workspace_id = $1",
         workspace_id,
         CompactRange().to_bytes(),
+    )
+
+
+async def test_an_export_carries_the_checkpoint_that_covers_it(
+    api: httpx.AsyncClient, admin_db: asyncpg.Pool, workspace: Workspace
+) -> None:
+    ids = await ingest(api, workspace, 15, "exported")
+    last = await settle(admin_db, workspace.id, ids)
+    key = (await api.get("/api/v1/log-key", headers=workspace.headers)).json()["verifier_key"]
+    r = await api.post("/api/v1/exports", json={"format": "jsonl"}, headers=workspace.headers)
+    assert r.status_code == 202, r.text
+    export_id = r.json()["id"]
+
+    async def covered() -> dict[str, Any] | None:
+        doc = (await api.get(f"/api/v1/exports/{export_id}", headers=workspace.headers)).json()
+        return doc if doc["status"] == "completed" and doc["checkpoint"] else None
+
+    doc = await wait_until(covered, within=90, what="a completed export with its checkpoint")
+    cp = open_checkpoint(doc["checkpoint"], key)
+    assert cp.size >= doc["last_seq"] >= last
+    # Every exported row is in the signed tree: check one.
+    body = await api.get(f"/api/v1/exports/{export_id}/download", headers=workspace.headers)
+    row = [line for line in body.text.splitlines() if ids[4] in line]
+    event = json.loads(row[0])
+    r = await api.get(
+        "/api/v1/proofs/inclusion",
+        params={"event_id": ids[4], "tree_size": str(cp.size)},
+        headers=workspace.headers,
+    )
+    path = [b64(h) for h in r.json()["audit_path"]]
+    assert verify_inclusion(
+        event_leaf_hash(event["hash"]), event["seq"] - 1, cp.size, path, cp.root
     )

@@ -478,5 +478,262 @@ def verify_export_cmd(
     raise typer.Exit(0 if result.valid else 1)
 
 
+# -- proofs (issue 7) -----------------------------------------------------------
+# Checks of the log's signed checkpoints and Merkle proofs (docs/proofs.md):
+# the API serves notes and proofs, libs/common/proofcheck.py decides, with the
+# key the user pinned. Only _proof_api touches the network.
+
+proofs_cli = typer.Typer(
+    no_args_is_help=True,
+    help="Check the log's signed checkpoints and Merkle proofs against a pinned key.",
+)
+app.add_typer(proofs_cli, name="verify-proof")
+
+READ_KEY = typer.Option(
+    ...,
+    envvar="CHAINLOG_API_KEY",
+    help="A read-scoped key (CHAINLOG_API_KEY).",
+    show_default=False,
+)
+LOG_KEY = typer.Option(
+    ...,
+    "--key",
+    envvar="CHAINLOG_LOG_KEY",
+    help="The log's verifier key, or a file holding it (CHAINLOG_LOG_KEY); see log-key.",
+    show_default=False,
+)
+ORIGIN = typer.Option(
+    None, "--origin", help="The log's origin to require, e.g. chainlog.local/<workspace_id>."
+)
+AS_JSON = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+class ProofApiError(Exception):
+    """The API could not be reached, refused, or answered something unreadable."""
+
+
+def _proof_api(
+    api_url: str, api_key: str, path: str, params: dict[str, str | int] | None = None
+) -> dict[str, object]:
+    """GET one JSON object from the API; raises ProofApiError. Tests replace it."""
+    try:
+        with httpx.Client(base_url=api_url, timeout=60) as http:
+            r = http.get(path, params=params, headers={"Authorization": f"Bearer {api_key}"})
+    except httpx.HTTPError as exc:
+        raise ProofApiError(f"GET {path}: {exc}") from None
+    if r.status_code >= 400:
+        raise ProofApiError(f"GET {path}: {r.status_code}: {r.text}")
+    try:
+        doc = r.json()
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise ProofApiError(f"GET {path}: not a JSON object")
+    return doc
+
+
+def _proof_usage(as_json: bool, code: str, message: str) -> typer.Exit:
+    typer.echo(json.dumps({"error": code, "message": message}) if as_json else message, err=True)
+    return typer.Exit(2)
+
+
+def _fetch(
+    as_json: bool, api_url: str, api_key: str, path: str, **params: str | int
+) -> dict[str, object]:
+    try:
+        return _proof_api(api_url, api_key, path, params or None)
+    except ProofApiError as exc:
+        raise _proof_usage(as_json, "api_error", str(exc)) from None
+
+
+def _log_key(value: str, as_json: bool) -> str:
+    """The verifier key given, or read from the file it names; exits 2 if malformed."""
+    from pathlib import Path
+
+    from libs.common.checkpoint import NoteError, parse_verifier_key
+
+    try:
+        if Path(value).is_file():
+            value = Path(value).read_text(encoding="utf-8").strip()
+    except OSError:  # a key string too long to be a file name
+        pass
+    try:
+        parse_verifier_key(value)
+    except NoteError as exc:
+        raise _proof_usage(as_json, "invalid_key", f"--key: {exc}") from None
+    return value
+
+
+def _kept_checkpoint(path: str, option: str, key: str, origin: str | None, as_json: bool) -> str:
+    """A checkpoint the user kept: one that does not open with the key is a usage error."""
+    from pathlib import Path
+
+    from libs.common import proofcheck
+
+    try:
+        note = Path(path).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _proof_usage(as_json, "invalid_checkpoint", f"{option}: {exc}") from None
+    kept = proofcheck.check_signed(note, key, origin=origin)
+    if not kept.ok:
+        raise _proof_usage(as_json, "invalid_checkpoint", f"{option} {path}: {kept.reason}")
+    return note
+
+
+def _save_note(path: str, note: str) -> None:
+    """Replace the file in one step: a witness's record is never half written."""
+    import os
+    from pathlib import Path
+
+    tmp = Path(f"{path}.tmp")
+    tmp.write_bytes(note.encode("utf-8"))
+    os.replace(tmp, path)
+
+
+@proofs_cli.command("consistency")
+def verify_proof_consistency(
+    old: str = typer.Option(None, "--old", help="The checkpoint you kept (a signed note file)."),
+    key: str = LOG_KEY,
+    save: str = typer.Option(
+        None, "--save", help="Write the new checkpoint here once checked (may be --old's file)."
+    ),
+    origin: str = ORIGIN,
+    as_json: bool = AS_JSON,
+    api_url: str = API_URL,
+    api_key: str = READ_KEY,
+) -> None:
+    """Check that the API's latest checkpoint extends the one you kept.
+
+    Exit 0 consistent, 1 not (with the reason), 2 usage or API error. Without
+    --old, the latest checkpoint's signature is checked and it is written to
+    --save: the first entry of a witness's record (trust on first use).
+    """
+    from libs.common import proofcheck
+
+    vkey = _log_key(key, as_json)
+    if old is None and save is None:
+        raise _proof_usage(as_json, "missing_option", "give --old, --save or both")
+    old_note = _kept_checkpoint(old, "--old", vkey, origin, as_json) if old else None
+    new_note = _fetch(as_json, api_url, api_key, "/api/v1/checkpoints/latest").get("checkpoint")
+    if not isinstance(new_note, str):
+        raise _proof_usage(as_json, "api_error", "the latest checkpoint has no note")
+    if old_note is None:
+        result = proofcheck.check_signed(new_note, vkey, origin=origin)
+    else:
+        old_size = proofcheck.check_checkpoint(old_note, vkey).size
+        new = proofcheck.check_signed(new_note, vkey).checkpoint
+        proof: object = []
+        # From the empty tree, to a smaller or an equal size, no proof is needed;
+        # a bad note is check_consistency's to report.
+        if new is not None and 0 < old_size < new.size:
+            path = "/api/v1/proofs/consistency"
+            doc = _fetch(as_json, api_url, api_key, path, first=old_size, second=new.size)
+            proof = doc.get("proof")
+        result = proofcheck.check_consistency(
+            old_note,
+            new_note,
+            proof,  # type: ignore[arg-type]  # as served: decode_proof checks it
+            vkey,
+            origin=origin,
+        )
+    if result.ok and save is not None:
+        try:
+            _save_note(save, new_note)
+        except OSError as exc:
+            raise _proof_usage(as_json, "save_failed", f"--save: {exc}") from None
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.report())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@proofs_cli.command("inclusion")
+def verify_proof_inclusion(
+    event: str = typer.Option(
+        ...,
+        "--event",
+        help="A file holding the event as the API serves it (JSON), or an event id to fetch.",
+    ),
+    checkpoint: str = typer.Option(
+        ..., "--checkpoint", help="A checkpoint you kept (a signed note file)."
+    ),
+    key: str = LOG_KEY,
+    origin: str = ORIGIN,
+    as_json: bool = AS_JSON,
+    api_url: str = API_URL,
+    api_key: str = READ_KEY,
+) -> None:
+    """Check that an event, with its body as hashed, is in the tree a kept checkpoint signs.
+
+    Exit 0 included, 1 not (with the reason), 2 usage or API error, or an
+    event newer than the checkpoint.
+    """
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from libs.common import proofcheck
+
+    vkey = _log_key(key, as_json)
+    note = _kept_checkpoint(checkpoint, "--checkpoint", vkey, origin, as_json)
+    size = proofcheck.check_checkpoint(note, vkey).size
+    doc: object
+    if Path(event).is_file():
+        try:
+            doc = json.loads(Path(event).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _proof_usage(as_json, "invalid_event", f"--event {event}: {exc}") from None
+    else:
+        doc = _fetch(as_json, api_url, api_key, f"/api/v1/events/{quote(event, safe='')}")
+    event_id = doc.get("id") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(event_id, str):
+        raise _proof_usage(as_json, "invalid_event", "--event: not an event (no id)")
+    seq = doc.get("seq")
+    if type(seq) is int and seq > size:
+        raise _proof_usage(
+            as_json,
+            "not_covered",
+            f"event seq {seq} is newer than the checkpoint (size {size}):"
+            " check a newer one first (verify-proof consistency --save)",
+        )
+    path = "/api/v1/proofs/inclusion"
+    proof = _fetch(as_json, api_url, api_key, path, event_id=event_id, tree_size=size)
+    proof_seq = proof.get("seq")
+    result = proofcheck.check_inclusion(
+        doc,
+        proof_seq if type(proof_seq) is int else None,
+        proof.get("audit_path"),  # type: ignore[arg-type]  # as served: decode_proof checks it
+        note,
+        vkey,
+        origin=origin,
+    )
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.report())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command("log-key")
+def log_key_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the API's whole answer."),
+    api_url: str = API_URL,
+    api_key: str = READ_KEY,
+) -> None:
+    """Print the log's verifier key to pin; compare it with one got another way."""
+    import base64
+
+    from libs.common.checkpoint import NoteError, parse_verifier_key
+
+    doc = _fetch(as_json, api_url, api_key, "/api/v1/log-key")
+    vkey = doc.get("verifier_key")
+    try:
+        parsed = parse_verifier_key(vkey if isinstance(vkey, str) else "")
+    except NoteError as exc:
+        raise _proof_usage(as_json, "api_error", f"the API's verifier key: {exc}") from None
+    public = doc.get("public_key")
+    if public is not None and public != base64.b64encode(parsed.public_key).decode():
+        raise _proof_usage(as_json, "api_error", "the API's public_key is not its verifier key's")
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        typer.echo(vkey)
+        typer.echo(f"origin: {doc.get('origin')}", err=True)
+
+
 if __name__ == "__main__":
     app()

@@ -63,6 +63,8 @@ class Archive:
     rows: int
     key: str
     sha256: str
+    #: The first signed checkpoint whose tree holds the archive's last event.
+    checkpoint: str | None = None
 
     def manifest(self, workspace_id: str) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class Archive:
             "rows": self.rows,
             "sha256": self.sha256,
             "file": self.key.rsplit("/", 1)[-1],
+            "checkpoint": self.checkpoint,
         }
 
 
@@ -235,7 +238,11 @@ class Retention:
                 "cutoff": cutoff.isoformat(),
                 "anchor": {"seq": last.last_seq, "hash": last.last_hash},
                 "events_removed": int(removed.split()[-1]),
-                "archives": [a.manifest(workspace_id) | {"key": a.key} for a in archives],
+                "archives": [
+                    {k: v for k, v in a.manifest(workspace_id).items() if k != "checkpoint"}
+                    | {"key": a.key}
+                    for a in archives
+                ],
             }
             # The admin event before the commit, as every management change.
             await self.admin.record(
@@ -298,6 +305,12 @@ class Retention:
                 f.rows,
                 base + ".jsonl.gz",
                 digest,
+                await conn.fetchval(
+                    "SELECT note FROM checkpoints WHERE workspace_id = $1 AND size >= $2"
+                    " ORDER BY created_at LIMIT 1",
+                    workspace_id,
+                    f.last_seq,
+                ),
             )
             manifest = self.scratch / f"{f.path.name}.manifest.json"
             await asyncio.to_thread(

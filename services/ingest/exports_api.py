@@ -30,7 +30,10 @@ FORMATS = ("csv", "jsonl")
 MAX_RUNNING = 5
 COLUMNS = (
     "id, format, filters, status, total_rows, file_size, sha256, first_seq, last_seq, error,"
-    " requested_by, created_at, started_at, completed_at, expires_at, location"
+    " requested_by, created_at, started_at, completed_at, expires_at, location,"
+    # the first signed checkpoint whose tree holds the export's last event
+    " (SELECT c.note FROM checkpoints c WHERE c.workspace_id = exports.workspace_id"
+    "  AND c.size >= exports.last_seq ORDER BY c.created_at LIMIT 1) AS checkpoint"
 )
 
 
@@ -133,6 +136,9 @@ def render(r: asyncpg.Record, public_url: str, now: datetime) -> dict[str, Any]:
         "expired": expired,
         "error": r["error"],
         "requested_by": r["requested_by"],
+        # Proves the exported rows are in the log everyone is shown: check each
+        # row's inclusion against it (docs/proofs.md). Null until signed.
+        "checkpoint": r["checkpoint"],
     }
 
 
