@@ -10,14 +10,17 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
-from libs.common.checkpoint import Checkpoint, open_checkpoint
+from libs.common.checkpoint import Checkpoint, NoteError, open_checkpoint
+from libs.common.logkey import open_receipt
 from libs.common.merkle import (
     CompactRange,
     event_leaf_hash,
     verify_consistency,
     verify_inclusion,
 )
+from libs.common.timeutil import parse_rfc3339
 from tests.conftest import Workspace, settle
 from tests.stack import Service, wait_until
 
@@ -214,4 +217,43 @@ async def test_an_export_carries_the_checkpoint_that_covers_it(
     path = [b64(h) for h in r.json()["audit_path"]]
     assert verify_inclusion(
         event_leaf_hash(event["hash"]), event["seq"] - 1, cp.size, path, cp.root
+    )
+
+
+async def test_a_receipt_promises_inclusion_and_the_log_keeps_it(
+    api: httpx.AsyncClient, admin_db: asyncpg.Pool, workspace: Workspace
+) -> None:
+    r = await api.post(
+        "/api/v1/events",
+        params={"receipt": "true"},
+        json={"actor_id": "u1", "action": "proof.receipt"},
+        headers=workspace.headers,
+    )
+    assert r.status_code == 202, r.text
+    event_id = r.json()["id"]
+    key = (await api.get("/api/v1/log-key", headers=workspace.headers)).json()["verifier_key"]
+    receipt = open_receipt(r.json()["receipt"], key)
+    assert receipt.event_ids == (event_id,) and receipt.origin.endswith(workspace.id)
+    assert receipt.include_by > receipt.received_at
+    # Tampered, the receipt no longer opens.
+    with pytest.raises(NoteError):
+        open_receipt(r.json()["receipt"].replace(event_id, "0" * 8 + event_id[8:]), key)
+    seq = await settle(admin_db, workspace.id, [event_id])
+    cp, _ = await checkpoint_at_least(api, workspace, seq, key)
+    stamp = next(e.split(" ", 1)[1] for e in cp.extensions if e.startswith("timestamp "))
+    # kept: a checkpoint signed before the promised time includes the event
+    assert int(stamp) <= parse_rfc3339(receipt.include_by).timestamp()
+    proof = (
+        await api.get(
+            "/api/v1/proofs/inclusion",
+            params={"event_id": event_id, "tree_size": str(cp.size)},
+            headers=workspace.headers,
+        )
+    ).json()
+    assert verify_inclusion(
+        event_leaf_hash(proof["event_hash"]),
+        seq - 1,
+        cp.size,
+        [b64(h) for h in proof["audit_path"]],
+        cp.root,
     )

@@ -27,6 +27,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.common import checkpoint as notes
+from libs.common import logkey
 from libs.common.db import DATABASE_UNAVAILABLE
 from libs.common.logs import Logger
 from libs.common.merkle import CompactRange, event_leaf_hash
@@ -37,7 +38,6 @@ from libs.common.timeutil import uuid7
 #: Leaves appended per workspace per transaction: big trees catch up in steps.
 STEP = 10_000
 POLL_S = 1.0
-KEY_CONTEXT = "log_keys:1"
 
 BEHIND = (
     "SELECT w.id FROM workspaces w LEFT JOIN merkle_state m ON m.workspace_id = w.id"
@@ -61,25 +61,6 @@ DUE = (
 )
 
 
-async def log_key(pool: asyncpg.Pool, box: SecretBox, name: str) -> tuple[str, Ed25519PrivateKey]:
-    """The log's signing key: the stored one, or a new one stored now (first start)."""
-    row = await pool.fetchrow("SELECT name, private_enc FROM log_keys WHERE id = 1")
-    if row is None:
-        signer, _ = notes.generate_key(name)
-        _, private = notes.parse_signer_key(signer)
-        public = private.public_key().public_bytes_raw()
-        # Two exporters starting at once: one insert wins, both read it back.
-        await pool.execute(
-            "INSERT INTO log_keys (id, name, public_key, private_enc) VALUES (1, $1, $2, $3)"
-            " ON CONFLICT (id) DO NOTHING",
-            name,
-            public,
-            box.encrypt(signer, context=KEY_CONTEXT),
-        )
-        row = await pool.fetchrow("SELECT name, private_enc FROM log_keys WHERE id = 1")
-    return notes.parse_signer_key(box.decrypt(row["private_enc"], context=KEY_CONTEXT))
-
-
 class Transparency:
     def __init__(self, settings: Settings, log: Logger, pool: asyncpg.Pool, box: SecretBox) -> None:
         self.settings = settings
@@ -96,7 +77,7 @@ class Transparency:
         while not self.stopping.is_set():
             try:
                 if self.key is None:
-                    self.key = await log_key(self.pool, self.box, self.settings.log_name)
+                    self.key = await logkey.load(self.pool, self.box, self.settings.log_name)
                 busy = await self.step()
             except DATABASE_UNAVAILABLE as exc:
                 self.log.warning("transparency.database_unavailable", error=repr(exc))

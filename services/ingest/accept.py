@@ -30,6 +30,8 @@ class Outcome:
     results: list[dict[str, Any]] = field(default_factory=list)
     accepted: int = 0
     rejected: int = 0
+    #: The receive time stamped on every event of the request (for receipts).
+    received_at: str | None = None
 
 
 def _reserved(event: dict[str, Any], at: str) -> list[dict[str, str]]:
@@ -119,6 +121,7 @@ class Acceptor:
             return out
         ids = uuid7_batch(len(valid))
         received_at = format_epoch_us(time.time_ns() // 1000)
+        out.received_at = received_at
         for (_, event), event_id in zip(valid, ids, strict=True):
             event["id"] = event_id
             event["received_at"] = received_at

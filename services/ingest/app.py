@@ -13,6 +13,7 @@ import multiprocessing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -24,12 +25,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
-from libs.common import errors, secretbox, storage, topics
+from libs.common import checkpoint, errors, logkey, secretbox, storage, topics
 from libs.common.db import DATABASE_UNAVAILABLE, connect_pool
 from libs.common.logs import Logger
 from libs.common.metrics import IngestMetrics
 from libs.common.plans import load_plans
 from libs.common.settings import Settings
+from libs.common.timeutil import format_ts, parse_rfc3339
 from services.ingest import alerts_api, exports_api, manage, proofs_api, query, streams_api
 from services.ingest.accept import Acceptor, Outcome
 from services.ingest.adminlog import Actor, AdminLog
@@ -267,9 +269,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         result = outcome.results[0]
         if result["status"] == "rejected":
             raise errors.validation_failed(result["violations"])
-        return json_response(
-            {"id": result["id"], "status": result["status"]}, 202, decision.headers()
+        doc = {"id": result["id"], "status": result["status"]}
+        if request.query_params.get("receipt") == "true":
+            doc["receipt"] = await receipt(who.workspace_id, outcome)
+        return json_response(doc, 202, decision.headers())
+
+    async def receipt(workspace_id: str, outcome: Outcome) -> str | None:
+        """A signed promise to include the request's queued events (docs/proofs.md)."""
+        queued = [r["id"] for r in outcome.results if r.get("status") == "queued"]
+        if not queued or outcome.received_at is None:
+            return None
+        if "log_key" not in state:
+            state["log_key"] = await logkey.load(state["pool"], state["secrets"], settings.log_name)
+        name, private = state["log_key"]
+        # the next checkpoint after the pipeline's usual delay, with a minute to spare
+        by = parse_rfc3339(outcome.received_at) + timedelta(
+            seconds=settings.checkpoint_seconds + 60
         )
+        r = logkey.receipt_for(
+            checkpoint.workspace_origin(workspace_id, settings.log_name),
+            outcome.received_at,
+            format_ts(by),
+            queued,
+        )
+        return logkey.sign_receipt(r, name, private)
 
     @app.post("/api/v1/events/batch")
     async def post_batch(request: Request) -> Response:
@@ -293,12 +316,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if outcome.accepted == 0 and outcome.rejected:
             violations = [v for r in outcome.results for v in r.get("violations", [])]
             raise errors.validation_failed(violations, "no event in the batch is valid")
+        answer: dict[str, Any] = {
+            "accepted": outcome.accepted,
+            "rejected": outcome.rejected,
+            "results": outcome.results,
+        }
+        if request.query_params.get("receipt") == "true":
+            answer["receipt"] = await receipt(who.workspace_id, outcome)
         return json_response(
-            {
-                "accepted": outcome.accepted,
-                "rejected": outcome.rejected,
-                "results": outcome.results,
-            },
+            answer,
             202,
             decision.headers(),
         )
