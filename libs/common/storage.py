@@ -13,11 +13,12 @@ streams do (``services/streamer/destinations/s3.py``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -28,6 +29,30 @@ from botocore.credentials import Credentials
 from libs.common.settings import Settings
 
 CHUNK = 1 << 20
+
+
+class HashingWriter:
+    """A binary file that keeps the SHA-256 and size of what is written to it.
+
+    Export and archive files are stored with their digest: computing it on
+    the way out saves reading the file back.
+    """
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return int(self.f.write(data))
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
 
 
 class StorageError(RuntimeError):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from libs.common.db import DATABASE_UNAVAILABLE
 from libs.common.exportformat import DERIVED_COLUMNS, EVENT_COLUMNS, INTEGER_COLUMNS, JSON_COLUMNS
 from libs.common.logs import Logger
 from libs.common.settings import Settings
-from libs.common.storage import Storage
+from libs.common.storage import HashingWriter, Storage
 from services.ingest.query import EXPORT_FILTERS, filter_clauses
 
 LEASE_S = 60
@@ -171,7 +170,9 @@ async def write_export(
         if not filters:
             settings += "; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
         await conn.execute(settings)
-        f1 = await asyncio.to_thread(open, path, "wb")
+        # The first half is hashed as PostgreSQL writes it; the second while
+        # it is appended: the file is never read back for its digest.
+        f1 = HashingWriter(await asyncio.to_thread(open, path, "wb"))
         f2 = await asyncio.to_thread(open, second, "wb")
         try:
             if n < PARALLEL_MIN:
@@ -191,25 +192,20 @@ async def write_export(
         finally:
             await asyncio.to_thread(f1.close)
             await asyncio.to_thread(f2.close)
-    size, digest = await asyncio.to_thread(_join, path, second)
-    return Written(n, size, digest, counts["first"], counts["last"])
+    await asyncio.to_thread(_join, f1, path, second)
+    return Written(n, f1.size, f1.digest.hexdigest(), counts["first"], counts["last"])
 
 
-def _join(path: Path, second: Path) -> tuple[int, str]:
-    """Append ``second`` to ``path`` (then remove it); the whole file's size and SHA-256."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "r+b") as out:
-        while chunk := out.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+def _join(whole: HashingWriter, path: Path, second: Path) -> None:
+    """Append ``second`` to ``path`` through ``whole`` (which hashed the first half); remove it."""
+    whole.f = open(path, "ab")  # noqa: SIM115 (closed below)
+    try:
         with open(second, "rb") as f:
             while chunk := f.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
+                whole.write(chunk)
+    finally:
+        whole.close()
     second.unlink()
-    return size, digest.hexdigest()
 
 
 class ExportJobs:

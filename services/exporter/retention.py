@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -45,7 +44,7 @@ from libs.common.exportformat import jsonl_line
 from libs.common.logs import Logger
 from libs.common.plans import Plan, effective
 from libs.common.settings import Settings
-from libs.common.storage import Storage
+from libs.common.storage import HashingWriter, Storage
 from libs.common.timeutil import uuid7
 from services.ingest.adminlog import Actor, AdminLog
 
@@ -85,7 +84,7 @@ class _DayFile:
     def __init__(self, path: Path, day: date) -> None:
         self.path = path
         self.day = day
-        self.raw = open(path, "wb")  # noqa: SIM115 (closed in finish)
+        self.raw = HashingWriter(open(path, "wb"))  # noqa: SIM115 (closed in finish)
         self.gz = gzip.GzipFile(fileobj=self.raw, mode="wb", compresslevel=6, mtime=0)
         self.first_seq = 0
         self.last_seq = 0
@@ -101,14 +100,11 @@ class _DayFile:
         self.gz.write(line)
 
     def finish(self) -> str:
+        """Close the file; the SHA-256 of the gzipped bytes, counted as they were written."""
         self.gz.close()
         self.raw.flush()
         self.raw.close()
-        h = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        return h.hexdigest()
+        return self.raw.digest.hexdigest()
 
 
 class Retention:

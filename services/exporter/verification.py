@@ -90,15 +90,6 @@ class ScheduledVerification:
                 runs.append(run)
         return runs
 
-    async def run_all(self) -> list[dict[str, Any]]:
-        """One pass over every workspace, due or not; returns the runs made."""
-        runs = []
-        for r in await self.pool.fetch("SELECT id FROM workspaces ORDER BY created_at"):
-            run = await self.run_workspace(str(r["id"]))
-            if run is not None:
-                runs.append(run)
-        return runs
-
     async def run_workspace(self, workspace_id: str) -> dict[str, Any] | None:
         """Verify one workspace (incremental, or full when one is due); None if another runs it."""
         async with self.pool.acquire() as lock, lock.transaction():
