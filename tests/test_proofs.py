@@ -21,7 +21,10 @@ from libs.common.merkle import (
     verify_inclusion,
 )
 from libs.common.timeutil import parse_rfc3339
+from services.alerter.webhook import verify as verify_signature
 from tests.conftest import Workspace, settle
+from tests.receivers import Received, WebhookReceiver
+from tests.siem_receivers import WebhookBatchReceiver
 from tests.stack import Service, wait_until
 
 
@@ -257,3 +260,80 @@ async def test_a_receipt_promises_inclusion_and_the_log_keeps_it(
         [b64(h) for h in proof["audit_path"]],
         cp.root,
     )
+
+
+async def test_witnesses_receive_every_new_checkpoint(
+    api: httpx.AsyncClient, admin_db: asyncpg.Pool, workspace: Workspace
+) -> None:
+    """A webhook endpoint and a log stream that ask for checkpoints each get them,
+    signed, outside the database: a witness that can later expose a fork."""
+    hook = WebhookReceiver().start()
+    secret = "whsec_" + base64.b64encode(b"checkpoint-witness-secret-32byte").decode()
+    batches = WebhookBatchReceiver(secret).start()
+    try:
+        r = await api.post(
+            "/api/v1/webhook-endpoints",
+            json={"url": hook.url, "checkpoints": True},
+            headers=workspace.headers,
+        )
+        assert r.status_code == 201 and r.json()["checkpoints"] is True, r.text
+        endpoint = r.json()
+        bad = await api.post(
+            "/api/v1/webhook-endpoints",
+            json={"url": hook.url, "checkpoints": "yes"},
+            headers=workspace.headers,
+        )
+        assert bad.status_code == 422 and bad.json()["violations"][0]["field"] == "checkpoints"
+        r = await api.post(
+            "/api/v1/log-streams",
+            json={
+                "name": "witness",
+                "type": "http",
+                "config": {"url": batches.url, "secret": secret},
+                "filter": {"actions": ["nothing.*"], "checkpoints": True},
+            },
+            headers=workspace.headers,
+        )
+        assert r.status_code == 201, r.text
+        ids = await ingest(api, workspace, 12, "witnessed")
+        last = await settle(admin_db, workspace.id, ids)
+        key = (await api.get("/api/v1/log-key", headers=workspace.headers)).json()["verifier_key"]
+
+        def hooked() -> list[Checkpoint]:
+            out = []
+            for received in hook.snapshot():
+                check_signature(endpoint["secret"], received)
+                body = json.loads(received.body)
+                assert body["type"] == "checkpoint.signed"
+                assert body["workspace_id"] == workspace.id
+                out.append(open_checkpoint(body["checkpoint"]["checkpoint"], key))
+            return out
+
+        def streamed() -> list[Checkpoint]:
+            records = [e for b in batches.batches for e in b["events"]]
+            assert all(e["action"] == "chainlog.checkpoint" for e in records)
+            return [open_checkpoint(e["metadata"]["checkpoint"], key) for e in records]
+
+        async def both_at(size: int) -> bool:
+            return any(c.size >= size for c in hooked()) and any(c.size >= size for c in streamed())
+
+        await wait_until(lambda: both_at(last), within=60, what="witnesses to get the checkpoint")
+        more = await ingest(api, workspace, 5, "witnessed-again")
+        top = await settle(admin_db, workspace.id, more)
+        await wait_until(lambda: both_at(top), within=60, what="witnesses to get the next one")
+        # Each witness saw one history: sizes never go back, one root per size.
+        for seen in (hooked(), streamed()):
+            sizes = [c.size for c in seen]
+            assert sizes == sorted(sizes)
+            roots: dict[int, bytes] = {}
+            for c in seen:
+                assert roots.setdefault(c.size, c.root) == c.root
+        served = (await api.get("/api/v1/checkpoints/latest", headers=workspace.headers)).json()
+        assert served["size"] >= top
+    finally:
+        hook.stop()
+        batches.stop()
+
+
+def check_signature(secret: str, received: Received) -> None:
+    verify_signature(secret, received.headers, received.body)

@@ -7,12 +7,13 @@ import json
 import runpy
 import subprocess
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import httpx
 import typer
 
-from libs.common import errors, kafka, keys
+from libs.common import errors, kafka, keys, proofcheck
 from libs.common.db import migrate
 from libs.common.logs import Logger
 from libs.common.plans import effective, load_plans
@@ -266,6 +267,17 @@ def verify_cmd(
     from_seq: int = typer.Option(None, "--from-seq", help="First seq to check."),
     to_seq: int = typer.Option(None, "--to-seq", help="Last seq to check."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's answer as JSON."),
+    checkpoints: str = typer.Option(
+        None,
+        "--checkpoints",
+        help="A checkpoint you kept: also check the latest extends it, and keep that one.",
+    ),
+    key: str = typer.Option(
+        None,
+        "--key",
+        envvar="CHAINLOG_LOG_KEY",
+        help="The log's verifier key or its file, for --checkpoints (CHAINLOG_LOG_KEY).",
+    ),
     api_url: str = API_URL,
     api_key: str = typer.Option(
         ...,
@@ -274,16 +286,22 @@ def verify_cmd(
         show_default=False,
     ),
 ) -> None:
-    """Verify the workspace's chain through the API: exit 0 when valid, 1 with the breaks."""
-    params = {k: v for k, v in (("from_seq", from_seq), ("to_seq", to_seq)) if v is not None}
-    with httpx.Client(base_url=api_url, timeout=600) as http:
-        r = http.get(
-            "/api/v1/verify", params=params, headers={"Authorization": f"Bearer {api_key}"}
-        )
-    if r.status_code >= 400:
-        typer.echo(f"{r.status_code}: {r.text}", err=True)
-        raise typer.Exit(2)
-    doc = r.json()
+    """Verify the workspace's chain through the API: exit 0 when valid, 1 with the breaks.
+
+    With --checkpoints FILE (and --key) the latest signed checkpoint must also
+    be a consistent extension of the one in FILE, which is then replaced by it
+    (verify-proof consistency --old FILE --save FILE): exit 1 if either fails.
+    """
+    if checkpoints is not None and key is None:
+        raise _proof_usage(as_json, "missing_option", "--checkpoints needs --key")
+    params: dict[str, str | int] = {
+        k: v for k, v in (("from_seq", from_seq), ("to_seq", to_seq)) if v is not None
+    }
+    try:
+        doc: dict[str, Any] = _proof_api(api_url, api_key, "/api/v1/verify", params, timeout=600)
+    except ProofApiError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:
@@ -302,7 +320,12 @@ def verify_cmd(
             )
         if doc.get("breaks_truncated"):
             typer.echo("  (more breaks not shown)")
-    raise typer.Exit(0 if doc["valid"] else 1)
+    ok = bool(doc["valid"])
+    if checkpoints is not None:
+        result = _check_latest(checkpoints, key, checkpoints, None, as_json, api_url, api_key)
+        typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.report())
+        ok = ok and result.ok
+    raise typer.Exit(0 if ok else 1)
 
 
 retention_cli = typer.Typer(no_args_is_help=True, help="Retention and archives.")
@@ -513,11 +536,16 @@ class ProofApiError(Exception):
 
 
 def _proof_api(
-    api_url: str, api_key: str, path: str, params: dict[str, str | int] | None = None
-) -> dict[str, object]:
+    api_url: str,
+    api_key: str,
+    path: str,
+    params: dict[str, str | int] | None = None,
+    *,
+    timeout: float = 60,
+) -> dict[str, Any]:
     """GET one JSON object from the API; raises ProofApiError. Tests replace it."""
     try:
-        with httpx.Client(base_url=api_url, timeout=60) as http:
+        with httpx.Client(base_url=api_url, timeout=timeout) as http:
             r = http.get(path, params=params, headers={"Authorization": f"Bearer {api_key}"})
     except httpx.HTTPError as exc:
         raise ProofApiError(f"GET {path}: {exc}") from None
@@ -568,8 +596,6 @@ def _kept_checkpoint(path: str, option: str, key: str, origin: str | None, as_js
     """A checkpoint the user kept: one that does not open with the key is a usage error."""
     from pathlib import Path
 
-    from libs.common import proofcheck
-
     try:
         note = Path(path).read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -608,11 +634,24 @@ def verify_proof_consistency(
     --old, the latest checkpoint's signature is checked and it is written to
     --save: the first entry of a witness's record (trust on first use).
     """
-    from libs.common import proofcheck
-
-    vkey = _log_key(key, as_json)
     if old is None and save is None:
         raise _proof_usage(as_json, "missing_option", "give --old, --save or both")
+    result = _check_latest(old, key, save, origin, as_json, api_url, api_key)
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.report())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _check_latest(
+    old: str | None,
+    key: str,
+    save: str | None,
+    origin: str | None,
+    as_json: bool,
+    api_url: str,
+    api_key: str,
+) -> proofcheck.Result:
+    """The latest checkpoint checked against the kept one (or alone), saved when it holds."""
+    vkey = _log_key(key, as_json)
     old_note = _kept_checkpoint(old, "--old", vkey, origin, as_json) if old else None
     new_note = _fetch(as_json, api_url, api_key, "/api/v1/checkpoints/latest").get("checkpoint")
     if not isinstance(new_note, str):
@@ -641,8 +680,7 @@ def verify_proof_consistency(
             _save_note(save, new_note)
         except OSError as exc:
             raise _proof_usage(as_json, "save_failed", f"--save: {exc}") from None
-    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.report())
-    raise typer.Exit(0 if result.ok else 1)
+    return result
 
 
 @proofs_cli.command("inclusion")
@@ -668,8 +706,6 @@ def verify_proof_inclusion(
     """
     from pathlib import Path
     from urllib.parse import quote
-
-    from libs.common import proofcheck
 
     vkey = _log_key(key, as_json)
     note = _kept_checkpoint(checkpoint, "--checkpoint", vkey, origin, as_json)

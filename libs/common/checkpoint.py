@@ -23,11 +23,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from libs.common.timeutil import format_ts
 
 SIGNATURE_TYPE_ED25519 = 0x01
 EM_DASH = "\u2014"
@@ -309,3 +314,53 @@ def sign_checkpoint(cp: Checkpoint, name: str, private_key: Ed25519PrivateKey | 
 def open_checkpoint(note: str | bytes, verifier: str | VerifierKey) -> Checkpoint:
     """Verify the note, then parse its text as a checkpoint."""
     return parse_checkpoint(open_note(note, verifier))
+
+
+#: The action of a checkpoint sent down a log stream (:func:`as_event`).
+CHECKPOINT_ACTION = "chainlog.checkpoint"
+
+
+def served_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`served` of a ``checkpoints`` row."""
+    return served(row["note"], row["size"], bytes(row["root"]), row["created_at"])
+
+
+def served(note: str, size: int, root: bytes, created_at: datetime) -> dict[str, Any]:
+    """A stored checkpoint as the API, webhooks and log streams show it."""
+    return {
+        "origin": parse_checkpoint(note.split("\n\n", 1)[0] + "\n").origin,
+        "size": size,
+        "root_hash": _b64encode(root),
+        "checkpoint": note,
+        "created_at": format_ts(created_at),
+    }
+
+
+def as_event(workspace_id: str, checkpoint_id: str, cp: Mapping[str, Any]) -> dict[str, Any]:
+    """A served checkpoint shaped as an event, so every log-stream format carries it.
+
+    ``action`` is :data:`CHECKPOINT_ACTION`; ``metadata`` is the checkpoint
+    as served (the signed note included); ``seq`` is the tree size and
+    ``hash`` the root, hex. It is not an event of the chain: its ``id`` is
+    the checkpoint's and its ``prev_hash`` is zeros.
+    """
+    return {
+        "id": checkpoint_id,
+        "workspace_id": workspace_id,
+        "version": 1,
+        "seq": cp["size"],
+        "action": CHECKPOINT_ACTION,
+        "action_category": "chainlog",
+        "actor_id": "chainlog",
+        "actor_type": "system",
+        "actor_name": cp["origin"],
+        "resource": "log",
+        "resource_id": cp["origin"],
+        "occurred_at": cp["created_at"],
+        "received_at": cp["created_at"],
+        "metadata": dict(cp),
+        "prev_hash": bytes(32).hex(),
+        "hash": _b64decode(cp["root_hash"]).hex(),
+        "ip_country": None,
+        "ip_city": None,
+    }

@@ -189,6 +189,12 @@ class StreamerMetrics:
             ["stream"],
             registry=registry,
         )
+        self.checkpoints = Counter(
+            "chainlog_streamer_checkpoints",
+            "Signed checkpoints delivered, by stream",
+            ["stream"],
+            registry=registry,
+        )
         self.retried = Counter(
             "chainlog_streamer_retried",
             "Batches that failed and will be retried, by stream",

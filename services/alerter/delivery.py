@@ -26,6 +26,7 @@ import asyncpg
 import httpx
 import orjson
 
+from libs.common import checkpoint as notes
 from libs.common.db import DATABASE_UNAVAILABLE
 from libs.common.logs import Logger
 from libs.common.metrics import AlerterMetrics
@@ -49,8 +50,8 @@ WHERE d.id IN (
   ORDER BY next_attempt_at
   LIMIT $1
   FOR UPDATE SKIP LOCKED)
-RETURNING d.id, d.alert_id, d.workspace_id, d.channel, d.webhook_endpoint_id, d.recipients,
-          d.attempts
+RETURNING d.id, d.alert_id, d.checkpoint_id, d.workspace_id, d.channel, d.webhook_endpoint_id,
+          d.recipients, d.attempts
 """
 
 DETAILS = """
@@ -59,6 +60,8 @@ SELECT a.id, a.rule_id, a.rule_name, a.rule_type, a.event_id, a.reason, a.trigge
 FROM alerts a JOIN workspaces w ON w.id = a.workspace_id
 WHERE a.id = $1
 """
+
+CHECKPOINT = "SELECT size, root, note, created_at FROM checkpoints WHERE id = $1"
 
 ENDPOINT = "SELECT url, secret_enc, deleted_at FROM webhook_endpoints WHERE id = $1"
 
@@ -163,16 +166,32 @@ class Deliverer:
     async def _deliver(self, d: asyncpg.Record) -> None:
         try:
             async with self.pool.acquire() as conn:
-                alert = await conn.fetchrow(DETAILS, d["alert_id"])
+                if d["checkpoint_id"] is not None:
+                    cp = await conn.fetchrow(CHECKPOINT, d["checkpoint_id"])
+                    alert = None
+                else:
+                    alert = await conn.fetchrow(DETAILS, d["alert_id"])
+                    cp = None
                 endpoint = (
                     await conn.fetchrow(ENDPOINT, d["webhook_endpoint_id"])
                     if d["webhook_endpoint_id"] is not None
                     else None
                 )
-            if alert is None:
+            if cp is not None:
+                body = webhook.checkpoint_payload(
+                    workspace_id=str(d["workspace_id"]),
+                    checkpoint=notes.served_row(cp),
+                )
+                status, error, duration_ms, outcome = await self._webhook(d, body, endpoint)
+            elif alert is None:
                 return
-            if d["channel"] == "webhook":
-                status, error, duration_ms, outcome = await self._webhook(d, alert, endpoint)
+            elif d["channel"] == "webhook":
+                body = webhook.payload(
+                    workspace_id=str(d["workspace_id"]),
+                    alert=alert_document(alert),
+                    event=orjson.loads(alert["event"]),
+                )
+                status, error, duration_ms, outcome = await self._webhook(d, body, endpoint)
             else:
                 status, error, duration_ms, outcome = await self._email(d, alert)
             await self._record(d, status, error, duration_ms, outcome)
@@ -183,7 +202,7 @@ class Deliverer:
             self.log.error("delivery.unexpected_error", delivery_id=str(d["id"]), error=repr(exc))
 
     async def _webhook(
-        self, d: asyncpg.Record, alert: asyncpg.Record, endpoint: asyncpg.Record | None
+        self, d: asyncpg.Record, body: bytes, endpoint: asyncpg.Record | None
     ) -> tuple[int | None, str | None, int, str]:
         if endpoint is None or endpoint["deleted_at"] is not None:
             return None, "the webhook endpoint was deleted", 0, "failed"
@@ -205,11 +224,6 @@ class Deliverer:
                 return None, f"refused: {exc.reason}", 0, "failed"
             except ValueError as exc:
                 return None, f"cannot resolve: {exc}", 0, "retry"
-            body = webhook.payload(
-                workspace_id=str(d["workspace_id"]),
-                alert=alert_document(alert),
-                event=orjson.loads(alert["event"]),
-            )
             attempt = await webhook.post(
                 self.client,
                 endpoint["url"],

@@ -36,6 +36,7 @@ from libs.common.ssrf import UnsafeDestination
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "Chainlog-Webhooks/1"
 EVENT_TYPE = "alert.triggered"
+CHECKPOINT_TYPE = "checkpoint.signed"
 ALERT_FIELDS = ("id", "rule_id", "rule_name", "rule_type", "event_id", "reason", "triggered_at")
 
 #: Ten attempts over at least about 2.7 hours (at most 5.5): a receiver that
@@ -137,6 +138,13 @@ def payload(*, workspace_id: str, alert: Mapping[str, Any], event: Mapping[str, 
             "alert": {name: alert[name] for name in ALERT_FIELDS},
             "event": dict(event),
         }
+    )
+
+
+def checkpoint_payload(*, workspace_id: str, checkpoint: Mapping[str, Any]) -> bytes:
+    """The JSON body of ``checkpoint.signed``: the checkpoint as the API serves it."""
+    return orjson.dumps(
+        {"type": CHECKPOINT_TYPE, "workspace_id": workspace_id, "checkpoint": dict(checkpoint)}
     )
 
 

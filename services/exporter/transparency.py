@@ -14,6 +14,11 @@ checkpoint is ``CHAINLOG_CHECKPOINT_SECONDS`` old, and on a heartbeat
 (``CHAINLOG_CHECKPOINT_HEARTBEAT_SECONDS``) even when nothing arrived, so an
 idle log still proves its size at a time. The tree lives in PostgreSQL, so
 a restarted signer signs the same size with the same root: it cannot fork.
+
+Each new checkpoint is also queued, in the same transaction, for the
+webhook endpoints that asked for checkpoints; log streams that include
+checkpoints pick it up from the table. Both are copies outside the
+operator's database: witnesses (docs/proofs.md).
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ DUE = (
     " OR (m.size > c.size AND (m.size - c.size >= $1"
     "     OR c.created_at < now() - make_interval(secs => $2)))"
     " OR c.created_at < now() - make_interval(secs => $3)"
+)
+
+WITNESSES = (
+    "SELECT id FROM webhook_endpoints"
+    " WHERE workspace_id = $1 AND checkpoints AND deleted_at IS NULL"
 )
 
 
@@ -164,14 +174,26 @@ class Transparency:
                 (f"timestamp {int(time.time())}",),
             )
             note = notes.sign_checkpoint(cp, name, private)
-            await self.pool.execute(
-                "INSERT INTO checkpoints (id, workspace_id, size, root, note)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                uuid7(),
-                workspace_id,
-                cp.size,
-                cp.root,
-                note,
-            )
+            checkpoint_id = uuid7()
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO checkpoints (id, workspace_id, size, root, note)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    checkpoint_id,
+                    workspace_id,
+                    cp.size,
+                    cp.root,
+                    note,
+                )
+                # Witnesses: the webhook endpoints that asked for checkpoints
+                # get it through the alerter's outbox, written with it.
+                endpoints = await conn.fetch(WITNESSES, workspace_id)
+                if endpoints:
+                    await conn.executemany(
+                        "INSERT INTO alert_deliveries"
+                        " (id, checkpoint_id, workspace_id, channel, webhook_endpoint_id)"
+                        " VALUES ($1, $2, $3, 'webhook', $4)",
+                        [(uuid7(), checkpoint_id, workspace_id, e["id"]) for e in endpoints],
+                    )
             signed.append({"workspace_id": workspace_id, "size": cp.size})
         return signed

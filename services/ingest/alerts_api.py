@@ -302,11 +302,15 @@ async def delete_rule(conn: asyncpg.Connection, workspace_id: str, rule_id: str)
 # -- webhook endpoints ---------------------------------------------------------
 
 
+ENDPOINT_COLUMNS = "id, url, description, checkpoints, created_at"
+
+
 def render_endpoint(r: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": str(r["id"]),
         "url": r["url"],
         "description": r["description"],
+        "checkpoints": r["checkpoints"],
         "created_at": format_ts(r["created_at"]),
     }
 
@@ -324,10 +328,13 @@ async def create_endpoint(
     v = [
         _bad(k, f"{k} is not a field of a webhook endpoint")
         for k in body
-        if k not in ("url", "description")
+        if k not in ("url", "description", "checkpoints")
     ]
     url = body.get("url")
     description = body.get("description", "")
+    checkpoints = body.get("checkpoints", False)
+    if not isinstance(checkpoints, bool):
+        v.append(_bad("checkpoints", "checkpoints must be true or false"))
     if not isinstance(description, str) or len(description) > 500:
         v.append(_bad("description", "description must be a string of at most 500 characters"))
     if not isinstance(url, str):
@@ -345,13 +352,15 @@ async def create_endpoint(
     endpoint_id = uuid7()
     secret = new_endpoint_secret()
     row = await conn.fetchrow(
-        "INSERT INTO webhook_endpoints (id, workspace_id, url, description, secret_enc)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING id, url, description, created_at",
+        "INSERT INTO webhook_endpoints"
+        " (id, workspace_id, url, description, secret_enc, checkpoints)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}",
         endpoint_id,
         workspace_id,
         url,
         description,
         box.encrypt(secret, context=f"webhook_endpoint:{endpoint_id}"),
+        checkpoints,
     )
     shown = render_endpoint(row)
     # The only time the secret leaves the server; the admin log never holds it.
@@ -360,7 +369,7 @@ async def create_endpoint(
 
 async def list_endpoints(pool: asyncpg.Pool, workspace_id: str) -> dict[str, Any]:
     rows = await pool.fetch(
-        "SELECT id, url, description, created_at FROM webhook_endpoints"
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints"
         " WHERE workspace_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
         workspace_id,
     )
@@ -374,7 +383,7 @@ async def delete_endpoint(conn: asyncpg.Connection, workspace_id: str, endpoint_
         row = await conn.fetchrow(
             "UPDATE webhook_endpoints SET deleted_at = now()"
             " WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL"
-            " RETURNING id, url, description, created_at",
+            f" RETURNING {ENDPOINT_COLUMNS}",
             eid,
             workspace_id,
         )

@@ -17,7 +17,7 @@ import asyncpg
 from libs.common import checkpoint as notes
 from libs.common import errors
 from libs.common.merkle import consistency_proof, inclusion_proof, root_at
-from libs.common.timeutil import format_ts, parse_rfc3339
+from libs.common.timeutil import parse_rfc3339
 from services.ingest.manage import parse_uuid
 
 _ZERO = bytes(32)
@@ -92,14 +92,7 @@ async def log_key(pool: asyncpg.Pool, workspace_id: str, log_name: str) -> dict[
 
 
 def _render(r: asyncpg.Record) -> dict[str, Any]:
-    cp = notes.parse_checkpoint(r["note"].split("\n\n", 1)[0] + "\n")
-    return {
-        "origin": cp.origin,
-        "size": r["size"],
-        "root_hash": _b64(bytes(r["root"])),
-        "checkpoint": r["note"],
-        "created_at": format_ts(r["created_at"]),
-    }
+    return notes.served_row(r)
 
 
 async def latest(pool: asyncpg.Pool, workspace_id: str) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Log streams: the management API (admin key).
 
-``{"name", "type", "config": {...}, "filter": {"actions": [...], "tenant_ids": [...]}, "enabled"}``.
+``{"name", "type", "config": {...}, "filter": {"actions": [...], "tenant_ids": [...],
+"checkpoints": bool}, "enabled"}``; ``checkpoints: true`` also sends each new
+signed checkpoint of the workspace (docs/proofs.md, "Keeping a witness").
 Secret config fields (tokens, keys, passwords, signing secrets) are sealed
 with the secret box, bound to the stream's id, and never returned; an
 ``http`` stream without a ``secret`` gets a ``whsec_`` one, shown once.
@@ -41,9 +43,9 @@ def _filter(value: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
     if not isinstance(value, dict):
         return {}, [bad("filter", "filter must be an object with actions and/or tenant_ids")]
     v = [
-        bad(f"filter.{k}", f"{k} is not a filter (actions, tenant_ids)")
+        bad(f"filter.{k}", f"{k} is not a filter (actions, tenant_ids, checkpoints)")
         for k in value
-        if k not in ("actions", "tenant_ids")
+        if k not in ("actions", "tenant_ids", "checkpoints")
     ]
     out: dict[str, Any] = {}
     actions = value.get("actions")
@@ -72,6 +74,12 @@ def _filter(value: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
             )
         else:
             out["tenant_ids"] = tenants
+    checkpoints = value.get("checkpoints")
+    if checkpoints is not None:
+        if not isinstance(checkpoints, bool):
+            v.append(bad("filter.checkpoints", "checkpoints must be true or false"))
+        elif checkpoints:
+            out["checkpoints"] = True
     return out, v
 
 

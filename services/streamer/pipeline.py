@@ -38,6 +38,7 @@ import asyncpg
 import httpx
 import orjson
 
+from libs.common import checkpoint as notes
 from libs.common.db import DATABASE_UNAVAILABLE
 from libs.common.health import Health
 from libs.common.logs import Logger
@@ -67,13 +68,28 @@ FROM log_streams WHERE enabled AND status = 'active' AND deleted_at IS NULL
 CLAIM = """
 UPDATE log_stream_cursors SET owner = $2, lease_until = now() + make_interval(secs => $3)
 WHERE stream_id = $1 AND (owner IS NULL OR owner = $2 OR lease_until < now())
-RETURNING last_seq
+RETURNING last_seq, last_checkpoint
 """
 READ = """
 SELECT seq, body, hash, ip_country, ip_city, tenant_id, action, received_at FROM events
 WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
 """
 HEAD = "SELECT max(seq) FROM events WHERE workspace_id = $1"
+#: Checkpoints after the stream's last one; a stream that has sent none
+#: starts at the newest (a witness needs the current size, not the history).
+CHECKPOINTS = """
+SELECT id, size, root, note, created_at FROM checkpoints
+WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3
+"""
+NEWEST_CHECKPOINT = """
+SELECT id, size, root, note, created_at FROM checkpoints
+WHERE workspace_id = $1 ORDER BY id DESC LIMIT 1
+"""
+CHECKPOINTS_PER_STEP = 20
+ADVANCE_CHECKPOINT = """
+UPDATE log_stream_cursors SET last_checkpoint = $3, updated_at = now()
+WHERE stream_id = $1 AND owner = $2
+"""
 ADVANCE = """
 UPDATE log_stream_cursors SET last_seq = $3, delivered = delivered + $4, updated_at = now()
 WHERE stream_id = $1 AND owner = $2
@@ -91,6 +107,7 @@ class Stream:
     tenants: frozenset[str] | None
     failures: int
     version: datetime
+    checkpoints: bool = False
 
     def wants(self, row: asyncpg.Record) -> bool:
         if self.actions and not matches_any(list(self.actions), row["action"]):
@@ -178,6 +195,7 @@ class Streamer:
             tenants=frozenset(flt["tenant_ids"]) if flt.get("tenant_ids") else None,
             failures=row["consecutive_failures"],
             version=row["updated_at"],
+            checkpoints=bool(flt.get("checkpoints")),
         )
 
     # -- one stream ----------------------------------------------------------------
@@ -237,11 +255,28 @@ class Streamer:
         assert self.pool is not None
         destination = DESTINATIONS[stream.type]
         async with self.pool.acquire() as conn:
-            cursor = await conn.fetchval(CLAIM, stream.id, self.instance, LEASE_S)
-            if cursor is None:
+            claimed = await conn.fetchrow(CLAIM, stream.id, self.instance, LEASE_S)
+            if claimed is None:
                 return "leased_elsewhere"
+            cursor = claimed["last_seq"]
+            checkpoints = []
+            if stream.checkpoints and claimed["last_checkpoint"] is None:
+                checkpoints = await conn.fetch(NEWEST_CHECKPOINT, stream.workspace_id)
+            elif stream.checkpoints:
+                checkpoints = await conn.fetch(
+                    CHECKPOINTS,
+                    stream.workspace_id,
+                    claimed["last_checkpoint"],
+                    CHECKPOINTS_PER_STEP,
+                )
             rows = await conn.fetch(READ, stream.workspace_id, cursor, destination.MAX_BATCH)
             head = await conn.fetchval(HEAD, stream.workspace_id) or 0
+        if checkpoints:
+            failed = await self._send_checkpoints(stream, client, checkpoints)
+            if failed is not None:
+                return failed
+            if not rows:
+                return "sent"
         self.metrics.lag_events.labels(stream.id).set(max(0, head - cursor))
         if not rows:
             self.metrics.lag_seconds.labels(stream.id).set(0)
@@ -283,6 +318,35 @@ class Streamer:
         self.metrics.lag_seconds.labels(stream.id).set(max(0.0, behind.total_seconds()))
         self.metrics.lag_events.labels(stream.id).set(max(0, head - rows[-1]["seq"]))
         return "sent"
+
+    async def _send_checkpoints(
+        self, stream: Stream, client: httpx.AsyncClient, checkpoints: list[asyncpg.Record]
+    ) -> Result | None:
+        """Send new checkpoints, oldest first, as one batch; the failure, or None."""
+        assert self.pool is not None
+        destination = DESTINATIONS[stream.type]
+        batch = [
+            notes.as_event(stream.workspace_id, str(r["id"]), notes.served_row(r))
+            for r in checkpoints
+        ]
+        result = await destination.send(
+            client,
+            stream.config,
+            batch,
+            batch_id=f"{stream.id}:checkpoint:{batch[-1]['id']}",
+            timeout=float(self.settings.webhook_timeout_s * 3),
+        )
+        sent = len(batch) if result.outcome == "delivered" else result.delivered
+        if sent:
+            await self.pool.execute(
+                ADVANCE_CHECKPOINT, stream.id, self.instance, checkpoints[sent - 1]["id"]
+            )
+            self.metrics.checkpoints.labels(stream.id).inc(sent)
+        if result.outcome != "delivered":
+            counter = self.metrics.retried if result.outcome == "retry" else self.metrics.failed
+            counter.labels(stream.id).inc()
+            return result
+        return None
 
     async def _advance(self, stream: Stream, seq: int, delivered: int) -> None:
         assert self.pool is not None

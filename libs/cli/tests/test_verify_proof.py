@@ -30,13 +30,29 @@ class FakeApi:
         self.latest: str | None = None
         self.events: dict[str, dict[str, Any]] = {}  # served instead of the log's
         self.calls: list[tuple[str, dict[str, Any] | None]] = []
+        self.verified: dict[str, object] = {
+            "valid": True,
+            "events_checked": lg.size,
+            "first_seq": 1,
+            "last_seq": lg.size,
+            "head_hash": "00" * 32,
+            "breaks": [],
+        }
 
     def __call__(
-        self, api_url: str, api_key: str, path: str, params: dict[str, Any] | None = None
+        self,
+        api_url: str,
+        api_key: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float = 60,
     ) -> dict[str, object]:
         assert api_key == "cl_read_key"
         self.calls.append((path, params))
         lg = self.log
+        if path == "/api/v1/verify":
+            return self.verified
         if path == "/api/v1/log-key":
             key = parse_verifier_key(VKEY)
             return {
@@ -263,3 +279,36 @@ def test_proof_api_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
     ]:
         with pytest.raises(ProofApiError, match=message):
             main._proof_api("http://api", "k1", path)
+
+
+def test_verify_with_checkpoints_checks_the_chain_and_extends_the_kept_one(
+    tmp_path: Path, api: FakeApi
+) -> None:
+    kept = _note(tmp_path, api.log.checkpoint(60))
+    r = runner.invoke(app, ["verify", "--checkpoints", str(kept), "--key", VKEY], env=ENV)
+    assert r.exit_code == 0, r.output
+    assert "VALID: 100 events checked" in r.output
+    assert _paths(api) == [
+        "/api/v1/verify",
+        "/api/v1/checkpoints/latest",
+        "/api/v1/proofs/consistency",
+    ]
+    assert kept.read_text().split("\n")[1] == "100"  # the newer one is kept now
+
+
+def test_verify_with_checkpoints_fails_on_a_shrunk_log_even_when_the_chain_is_valid(
+    tmp_path: Path, api: FakeApi
+) -> None:
+    kept = _note(tmp_path, api.log.checkpoint())
+    before = kept.read_text()
+    api.latest = api.log.checkpoint(60)  # the newest 40 events gone, chain still links
+    r = runner.invoke(app, ["verify", "--checkpoints", str(kept), "--key", VKEY], env=ENV)
+    assert r.exit_code == 1, r.output
+    assert "VALID" in r.output and "smaller" in r.output
+    assert kept.read_text() == before
+
+
+def test_verify_checkpoints_needs_a_key(tmp_path: Path, api: FakeApi) -> None:
+    kept = _note(tmp_path, api.log.checkpoint())
+    r = runner.invoke(app, ["verify", "--checkpoints", str(kept)], env=ENV)
+    assert r.exit_code == 2 and "--key" in r.output

@@ -35,6 +35,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from libs.common.checkpoint import CHECKPOINT_ACTION
 from libs.common.storage import sigv4_headers
 from libs.common.timeutil import parse_rfc3339
 from services.streamer.destinations.base import (
@@ -179,6 +180,12 @@ class S3:
 
     def key(self, config: Mapping[str, Any], events: Sequence[Event]) -> str:
         day = parse_rfc3339(events[0]["received_at"]).strftime("%Y/%m/%d")
+        if events[0]["action"] == CHECKPOINT_ACTION:
+            # signed checkpoints (docs/proofs.md): beside the events, never over them
+            return (
+                f"{config.get('prefix', 'chainlog/')}{workspace_of(events)}/checkpoints/{day}/"
+                f"{int(events[-1]['seq']):020d}-{events[-1]['id']}.jsonl.gz"
+            )
         seqs = [int(e["seq"]) for e in events]
         return (
             f"{config.get('prefix', 'chainlog/')}{workspace_of(events)}/{day}/"
