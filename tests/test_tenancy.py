@@ -40,6 +40,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", f"/api/v1/exports/{NOWHERE}", "read"),
     ("GET", f"/api/v1/exports/{NOWHERE}/download", "read"),
     ("GET", "/api/v1/verifications", "read"),
+    ("GET", "/api/v1/stats/activity", "read"),
+    ("POST", "/api/v1/viewer-tokens", "read"),
     ("GET", "/api/v1/log-key", "read"),
     ("GET", "/api/v1/checkpoints/latest", "read"),
     ("GET", "/api/v1/checkpoints", "read"),
@@ -104,7 +106,16 @@ async def test_every_route_checks_key_and_scope(
             else:
                 assert r.status_code == 403, (method, path, scope, r.text)
                 assert r.json()["error"] == "forbidden"
-    assert {p for _, p, _ in ROUTES} >= _documented_paths(api)
+    assert {p for _, p, _ in ROUTES} >= _documented_paths(api) - set(VIEWER_ROUTES)
+    # The viewer's routes take viewer tokens only: no API key, whatever its scopes.
+    assert set(VIEWER_ROUTES) <= _documented_paths(api)
+    for path in VIEWER_ROUTES:
+        for key in (None, *by_scope.values()):
+            r = await _call(api, "GET", path, key)
+            assert r.status_code == 401, (path, r.text)
+
+
+VIEWER_ROUTES = ("/api/v1/viewer/scope", "/api/v1/viewer/events", "/api/v1/viewer/events.csv")
 
 
 def _documented_paths(api: httpx.AsyncClient) -> set[str]:

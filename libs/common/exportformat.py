@@ -25,7 +25,7 @@ the hashed event is the line without those three.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -73,6 +73,22 @@ class RowError(ValueError):
 def neutralise(value: str) -> str:
     """A string as written in a CSV cell: safe to open in a spreadsheet."""
     return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def csv_cells(event: Mapping[str, Any]) -> list[str]:
+    """A served event as the cells of a CSV row under ``CSV_COLUMNS`` (what COPY writes)."""
+    cells = []
+    for name in CSV_COLUMNS:
+        value = event.get(name)
+        if value is None:
+            cells.append("")
+        elif name in JSON_COLUMNS:
+            cells.append(orjson.dumps(value).decode())
+        elif name in INTEGER_COLUMNS:
+            cells.append(str(value))
+        else:
+            cells.append(neutralise(str(value)))
+    return cells
 
 
 def restore(cell: str) -> str:

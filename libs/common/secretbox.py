@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 if TYPE_CHECKING:
     from libs.common.settings import Settings
@@ -41,12 +43,23 @@ class SecretError(ValueError):
 class SecretBox:
     """Seals short secrets with AES-256-GCM, bound to a context string."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_key")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise SecretError(f"the master key must be {KEY_BYTES} bytes, got {len(key)}")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (HKDF-SHA256 of the master key, ``purpose`` as info).
+
+        Keys for different purposes are independent: a viewer-token MAC key
+        reveals nothing of the master key or of any other derived key.
+        """
+        return HKDF(
+            algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode()
+        ).derive(self._key)
 
     def __repr__(self) -> str:
         return "SecretBox(<key hidden>)"

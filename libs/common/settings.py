@@ -115,6 +115,11 @@ class Settings:
     checkpoint_events: int
     checkpoint_seconds: int
     checkpoint_heartbeat_seconds: int
+    #: Who may frame the tenant viewer (CSP frame-ancestors), e.g.
+    #: ``https://app.example.com``; every origin by default.
+    viewer_frame_ancestors: str
+    #: The longest a viewer token may live, in seconds (60 to 86,400).
+    viewer_token_max_ttl_s: int
 
     @property
     def topics(self) -> Names:
@@ -186,6 +191,8 @@ class Settings:
             checkpoint_events=_int(env, "CHAINLOG_CHECKPOINT_EVENTS", 1000, 1),
             checkpoint_seconds=_int(env, "CHAINLOG_CHECKPOINT_SECONDS", 60, 1),
             checkpoint_heartbeat_seconds=_int(env, "CHAINLOG_CHECKPOINT_HEARTBEAT_SECONDS", 300, 1),
+            viewer_frame_ancestors=env.get("CHAINLOG_VIEWER_FRAME_ANCESTORS", "*"),
+            viewer_token_max_ttl_s=_int(env, "CHAINLOG_VIEWER_TOKEN_MAX_TTL_SECONDS", 86400, 60),
             retention_database_url=env.get(
                 "CHAINLOG_RETENTION_DATABASE_URL",
                 f"postgresql://chainlog_retention@127.0.0.1:{pg_port}/chainlog",

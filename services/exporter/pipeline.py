@@ -45,12 +45,21 @@ _TYPES = (
     "bool",
 )
 INSERT = (
+    "WITH stored AS ("
     f"INSERT INTO events ({', '.join(COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
     + f") AS u({', '.join(COLUMNS)}) WHERE NOT EXISTS (SELECT 1 FROM chain_anchors a"
     " WHERE a.workspace_id = u.workspace_id AND u.seq <= a.seq)"
     # a replay of the topic must not bring back events that retention archived
     " ON CONFLICT DO NOTHING"
+    " RETURNING workspace_id, received_at, action, action_category, ip_country)"
+    # the console's hourly counts: only the rows inserted now, so a replay counts nothing
+    " INSERT INTO event_counts_hourly AS c (workspace_id, hour, category, country, count)"
+    " SELECT workspace_id, date_trunc('hour', received_at, 'UTC'),"
+    " coalesce(action_category, split_part(action, '.', 1)), coalesce(ip_country, ''), count(*)"
+    " FROM stored GROUP BY 1, 2, 3, 4"
+    " ON CONFLICT (workspace_id, hour, category, country)"
+    " DO UPDATE SET count = c.count + excluded.count"
 )
 
 

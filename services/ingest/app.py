@@ -32,7 +32,16 @@ from libs.common.metrics import IngestMetrics
 from libs.common.plans import load_plans
 from libs.common.settings import Settings
 from libs.common.timeutil import format_ts, parse_rfc3339
-from services.ingest import alerts_api, exports_api, manage, proofs_api, query, streams_api
+from services.ingest import (
+    alerts_api,
+    console,
+    console_api,
+    exports_api,
+    manage,
+    proofs_api,
+    query,
+    streams_api,
+)
 from services.ingest.accept import Acceptor, Outcome
 from services.ingest.adminlog import Actor, AdminLog
 from services.ingest.auth import KeyCache, Principal
@@ -101,6 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state["storage"] = storage.from_settings(settings)
         state["admin"] = AdminLog(state["acceptor"])
         state["tenants"] = TenantCache(pool, plans, settings.key_cache_seconds)
+        state["viewer_tokens"] = console_api.ViewerTokens(
+            state["secrets"], settings.viewer_token_max_ttl_s
+        )
         limiter = RateLimiter(pool)
         await limiter.start()
         state["limiter"] = limiter
@@ -211,6 +223,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         state["tenants"].invalidate(who.workspace_id)
         return done.result
+
+    console.mount(app, viewer_frame_ancestors=settings.viewer_frame_ancestors)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
@@ -334,6 +348,67 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         who = await principal(request, "read")
         return json_response(
             await query.list_events(state["pool"], who.workspace_id, request.query_params)
+        )
+
+    @app.get("/api/v1/stats/activity")
+    async def get_activity(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await console_api.activity(state["pool"], who.workspace_id, request.query_params)
+        )
+
+    @app.post("/api/v1/viewer-tokens")
+    async def create_viewer_token(request: Request) -> Response:
+        who = await principal(request, "read")
+        tokens: console_api.ViewerTokens = state["viewer_tokens"]
+        tenant_id, actor_id, ttl = tokens.parse_request(
+            await read_json(request, MANAGEMENT_BODY_BYTES)
+        )
+
+        async def mint(_: asyncpg.Connection) -> Change:
+            token, token_id, scope = tokens.mint(who.workspace_id, tenant_id, actor_id, ttl)
+            shown = scope.document()
+            url = f"/viewer?token={token}"
+            # the admin log names the token; only the answer holds it
+            return Change({"token": token, "url": url, **shown}, token_id, after=shown)
+
+        doc = await change(request, who, "viewer_token.created", "viewer_token", mint)
+        return json_response(doc, 201)
+
+    async def viewer(request: Request) -> console_api.ViewerScope:
+        """The viewer token's scope, counted against its workspace's rate limit."""
+        tokens: console_api.ViewerTokens = state["viewer_tokens"]
+        scope = tokens.open(request.headers.get("authorization"))
+        tenant: Tenant = await state["tenants"].get(scope.workspace_id)
+        decision: Decision = state["limiter"].check(scope.workspace_id, tenant.limits, 0)
+        if not decision.allowed:
+            raise errors.ApiError(429, "rate_limited", decision.reason, headers=decision.headers())
+        return scope
+
+    @app.get("/api/v1/viewer/scope")
+    async def viewer_scope(request: Request) -> Response:
+        scope = await viewer(request)
+        name = await state["pool"].fetchval(
+            "SELECT name FROM workspaces WHERE id = $1", scope.workspace_id
+        )
+        return json_response({**scope.document(), "workspace_name": name})
+
+    @app.get("/api/v1/viewer/events")
+    async def viewer_events(request: Request) -> Response:
+        scope = await viewer(request)
+        params = console_api.scoped_params(scope, request.query_params)
+        return json_response(await query.list_events(state["pool"], scope.workspace_id, params))
+
+    @app.get("/api/v1/viewer/events.csv")
+    async def viewer_events_csv(request: Request) -> Response:
+        scope = await viewer(request)
+        params = console_api.scoped_params(scope, request.query_params)
+        stream = console_api.viewer_csv(state["pool"], scope, params)
+        first = await anext(stream)  # a bad filter is a 422 before the 200
+        return StreamingResponse(
+            _chain(first, stream),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="audit-log.csv"'},
         )
 
     @app.get("/api/v1/events/{event_id}")
@@ -838,3 +913,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return json_response(done.result)
 
     return app
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk

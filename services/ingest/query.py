@@ -157,13 +157,20 @@ def filter_clauses(
     return where, args, violations
 
 
-def build_query(workspace_id: str, params: Mapping[str, str]) -> tuple[str, list[Any], int]:
-    """SQL for a page of events, newest first; returns (sql, args, limit)."""
+def build_query(
+    workspace_id: str, params: Mapping[str, str], *, page_size: int | None = None
+) -> tuple[str, list[Any], int]:
+    """SQL for a page of events, newest first; returns (sql, args, limit).
+
+    It reads one row more than ``limit`` (whether there is another page).
+    ``page_size`` replaces the ``limit`` parameter, for callers that page
+    through more than a client may ask for at once.
+    """
     where, args, violations = filter_clauses(workspace_id, params)
     if params.get("cursor"):
         args.append(decode_cursor(params["cursor"]))
         where.append(f"seq < ${len(args)}")
-    limit = parse_limit(params, violations)
+    limit = parse_limit(params, violations) if page_size is None else page_size
     if violations:
         raise errors.validation_failed(violations)
     sql = (
