@@ -51,10 +51,13 @@ down:
 status:
 	-bash $(LOCAL)/services.sh status
 
-test: lint infra
+browser:
+	bash $(LOCAL)/chromium.sh install
+
+test: lint infra browser
 	.venv/bin/pytest -q
 
 bench: infra
 	$(PY) -m bench.run
 
-.PHONY: help install lock lint infra up down status test bench
+.PHONY: help install lock lint infra browser up down status test bench

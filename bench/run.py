@@ -15,7 +15,10 @@ Phases, one after the other (never two systems at once):
    Elasticsearch-style receiver, alone and beside a dead destination.
 4. Baseline: the same load against ``bench/baseline_app.py`` (one table,
    trigger-chained), started here and stopped afterwards.
-5. Verify: GET /api/v1/verify over a ``--verify-events`` chain.
+5. Verify: GET /api/v1/verify over a ``--verify-events`` chain, and export it.
+6. Proofs: the Merkle tree of that chain rebuilt, inclusion and consistency
+   proofs timed, checkpoint signing, and ingest with the tree builder on and
+   off (bench/proofs.py).
 
 Our services are started if they are not running and left as found.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import traceback
@@ -37,7 +41,7 @@ import asyncpg
 import httpx
 import uvloop
 
-from bench import profile, report
+from bench import profile, proofs, report
 from bench.baseline import run_baseline
 from bench.drain import measure_drain
 from bench.e2e import Target, measure
@@ -63,6 +67,8 @@ class Config:
     skip_baseline: bool
     skip_verify: bool
     skip_chainer: bool
+    skip_proofs: bool
+    only: str | None
     profile: bool
     profile_seconds: int
 
@@ -83,6 +89,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-verify", action="store_true")
     p.add_argument("--skip-chainer", action="store_true")
+    p.add_argument("--skip-proofs", action="store_true")
+    p.add_argument(
+        "--only",
+        choices=("proofs",),
+        help="run this phase alone (and what it needs), skipping the others",
+    )
     p.add_argument("--profile", action="store_true", help="extra load run under py-spy")
     p.add_argument("--profile-seconds", type=int, default=20)
     a = p.parse_args(argv)
@@ -245,6 +257,50 @@ class Bench:
         say(f"verify: chain ready ({how}); timing GET /api/v1/verify")
         return {"workspace_id": workspace_id, **info, **await time_verify(self.api, key, n)}
 
+    async def proofs(self, services: Services) -> dict[str, Any]:
+        n = self.cfg.verify_events
+        workspace_id, key, _ = await Fixture(self.pool, self.settings.state_dir, n).ensure()
+        say(f"proofs: rebuilding the tree of {n:,} events with the exporter stopped")
+        services.stop("exporter")
+        try:
+            tree = await proofs.rebuild_tree(self.pool, self.settings, workspace_id)
+        finally:
+            services.start("exporter")
+
+        async def signed() -> bool:
+            return bool(
+                await self.pool.fetchval(
+                    "SELECT 1 FROM checkpoints WHERE workspace_id = $1 AND size = $2",
+                    workspace_id,
+                    n,
+                )
+            )
+
+        if await proofs.poll_until(signed, 120) is None:
+            raise TimeoutError(f"no checkpoint of size {n} within 120 s")
+        say("proofs: inclusion and consistency proofs through the API")
+        timed = await proofs.time_proofs(self.api, key, self.pool, workspace_id)
+
+        def restart_exporter(tree: bool) -> None:
+            services.stop("exporter")
+            os.environ["CHAINLOG_TRANSPARENCY"] = "true" if tree else "false"
+            try:
+                services.start("exporter")
+            finally:
+                os.environ.pop("CHAINLOG_TRANSPARENCY", None)
+
+        say("proofs: ingest with the tree builder on and off, alternated")
+        cost = await proofs.overhead(
+            lambda name: self.chainlog_load(name, self.cfg.duration), restart_exporter, self.pool
+        )
+        return {
+            "workspace_id": workspace_id,
+            "tree_build": tree,
+            **timed,
+            "signing": proofs.time_signing(),
+            "ingest": cost,
+        }
+
     async def export(self) -> dict[str, Any]:
         n = self.cfg.verify_events
         workspace_id, _, _ = await Fixture(self.pool, self.settings.state_dir, n).ensure()
@@ -284,6 +340,37 @@ async def phase(
     say(f"{name}: done in {res[name]['phase_s']:.0f} s")
 
 
+async def run_all(
+    cfg: Config, bench: Bench, services: Services, res: dict[str, Any], pool: asyncpg.Pool
+) -> None:
+    await phase(res, "chainlog", bench.chainlog, pool)
+    await phase(res, "sdk", bench.sdk, pool)
+    saturated = _get_rate(res)
+    if saturated:
+        await phase(res, "steady", lambda: bench.steady(saturated), pool)
+    if cfg.profile:
+        await phase(res, "profile", lambda: bench.profiled(services), pool)
+    if not cfg.skip_chainer:
+        await phase(res, "chainer", lambda: bench.drain(services, "chainer"), pool)
+        await phase(res, "chainer_x2", lambda: bench.drain(services, "chainer", instances=2), pool)
+        await phase(res, "enricher", lambda: bench.drain(services, "enricher"), pool)
+        await phase(
+            res,
+            "alerter",
+            lambda: bench.drain(services, "alerter", bench.alert_rules),
+            pool,
+        )
+    if not cfg.skip_chainer:
+        await phase(res, "streamer", lambda: bench.streamer(services), pool)
+    if not cfg.skip_baseline:
+        await phase(res, "baseline", bench.baseline, pool)
+    if not cfg.skip_verify:
+        await phase(res, "verify", bench.verify, pool)
+        await phase(res, "export", bench.export, pool)
+    if not cfg.skip_proofs:
+        await phase(res, "proofs", lambda: bench.proofs(services), pool)
+
+
 async def main(cfg: Config) -> dict[str, Any]:
     settings = Settings.from_env()
     require_loopback(settings)
@@ -311,32 +398,10 @@ async def main(cfg: Config) -> dict[str, Any]:
         }
         await wait_http(f"http://127.0.0.1:{settings.api_port}/healthz")
         bench = Bench(cfg, settings, pool)
-        await phase(res, "chainlog", bench.chainlog, pool)
-        await phase(res, "sdk", bench.sdk, pool)
-        saturated = _get_rate(res)
-        if saturated:
-            await phase(res, "steady", lambda: bench.steady(saturated), pool)
-        if cfg.profile:
-            await phase(res, "profile", lambda: bench.profiled(services), pool)
-        if not cfg.skip_chainer:
-            await phase(res, "chainer", lambda: bench.drain(services, "chainer"), pool)
-            await phase(
-                res, "chainer_x2", lambda: bench.drain(services, "chainer", instances=2), pool
-            )
-            await phase(res, "enricher", lambda: bench.drain(services, "enricher"), pool)
-            await phase(
-                res,
-                "alerter",
-                lambda: bench.drain(services, "alerter", bench.alert_rules),
-                pool,
-            )
-        if not cfg.skip_chainer:
-            await phase(res, "streamer", lambda: bench.streamer(services), pool)
-        if not cfg.skip_baseline:
-            await phase(res, "baseline", bench.baseline, pool)
-        if not cfg.skip_verify:
-            await phase(res, "verify", bench.verify, pool)
-            await phase(res, "export", bench.export, pool)
+        if cfg.only == "proofs":
+            await phase(res, "proofs", lambda: bench.proofs(services), pool)
+        else:
+            await run_all(cfg, bench, services, res, pool)
     finally:
         await pool.close()
         services.restore()

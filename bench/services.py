@@ -17,7 +17,7 @@ SCRIPT = REPO_ROOT / "deploy" / "local" / "services.sh"
 NAMES = ("chainer", "enricher", "exporter", "alerter", "streamer", "ingest")
 #: The pipeline stages between ingest and the query table, in order.
 PIPELINE = ("chainer", "enricher", "exporter")
-_STATUS = re.compile(r"^(\w+): (running|stopped)(?: \(pid (\d+)\))?$")
+_STATUS = re.compile(r"^(\w+): (running|stopped)(?: \(pid (\d+)(?:, supervisor \d+)?\))?$")
 
 
 class Services:

@@ -21,6 +21,7 @@ cat <<MSG
 
 Chainlog is running.
   API:        ${API_URL}   (OpenAPI docs: ${API_URL}/docs)
+  Console:    ${API_URL}/console   (sign in with the demo key)
   Demo key:   $(grep '^CHAINLOG_API_KEY=' "$DEMO" | cut -d= -f2-)
   Database:   ${DB_URL}
   Saved in:   ${DEMO}     (source it: set -a; . ${DEMO}; set +a)

@@ -26,6 +26,21 @@ die() {
     exit 1
 }
 
+# apt_install PACKAGE WHAT : install an OS package with apt-get, as root;
+# WHAT names what was missing, for the error when that cannot be done.
+apt_install() {
+    local package="$1" what="$2"
+    [[ "$(id -u)" -eq 0 ]] || die "no ${what} found and not root: install the '${package}' package"
+    command -v apt-get >/dev/null 2>&1 || die "no ${what} found and no apt-get to install it"
+    log "installing ${package} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    # Refresh the package lists only when apt does not know the package yet.
+    if ! apt-cache show "${package}" >/dev/null 2>&1; then
+        apt-get update -q
+    fi
+    apt-get install -y -q "${package}"
+}
+
 # port_open HOST PORT : true if a TCP connect succeeds right now.
 port_open() {
     local host="$1" port="$2"

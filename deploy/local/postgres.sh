@@ -69,17 +69,9 @@ cmd_install() {
     if find_pg_bin; then
         return 0
     fi
-    [[ "$(id -u)" -eq 0 ]] || die "no PostgreSQL >= ${PG_MIN_MAJOR} found and not root: install the 'postgresql' package"
-    command -v apt-get >/dev/null 2>&1 || die "no PostgreSQL >= ${PG_MIN_MAJOR} found and no apt-get to install it"
-    log "installing PostgreSQL with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    # Refresh the package lists only when apt does not know the package yet.
-    if ! apt-cache show postgresql >/dev/null 2>&1; then
-        apt-get update -q
-    fi
     # The Debian package may create and start its own cluster on 5432; that one
     # is left alone: the private cluster below uses its own port and data dir.
-    apt-get install -y -q postgresql
+    apt_install postgresql "PostgreSQL >= ${PG_MIN_MAJOR}"
     find_pg_bin || die "apt-get installed postgresql but no initdb >= ${PG_MIN_MAJOR} was found"
 }
 

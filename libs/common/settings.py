@@ -115,6 +115,10 @@ class Settings:
     checkpoint_events: int
     checkpoint_seconds: int
     checkpoint_heartbeat_seconds: int
+    #: The exporter grows the Merkle trees and signs checkpoints. Off only to
+    #: measure what that costs (make bench): no checkpoints, proofs or receipts
+    #: are then kept current.
+    transparency: bool
     #: Who may frame the tenant viewer (CSP frame-ancestors), e.g.
     #: ``https://app.example.com``; every origin by default.
     viewer_frame_ancestors: str
@@ -191,6 +195,7 @@ class Settings:
             checkpoint_events=_int(env, "CHAINLOG_CHECKPOINT_EVENTS", 1000, 1),
             checkpoint_seconds=_int(env, "CHAINLOG_CHECKPOINT_SECONDS", 60, 1),
             checkpoint_heartbeat_seconds=_int(env, "CHAINLOG_CHECKPOINT_HEARTBEAT_SECONDS", 300, 1),
+            transparency=_bool(env, "CHAINLOG_TRANSPARENCY", True),
             viewer_frame_ancestors=env.get("CHAINLOG_VIEWER_FRAME_ANCESTORS", "*"),
             viewer_token_max_ttl_s=_int(env, "CHAINLOG_VIEWER_TOKEN_MAX_TTL_SECONDS", 86400, 60),
             retention_database_url=env.get(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 import uvloop
 from prometheus_client import CollectorRegistry
@@ -25,6 +27,12 @@ from services.exporter.transparency import Transparency
 from services.exporter.verification import ScheduledVerification
 from services.ingest.accept import Acceptor
 from services.ingest.adminlog import AdminLog
+
+
+class Part(Protocol):
+    def run(self) -> Coroutine[Any, Any, None]: ...
+
+    def stop(self) -> None: ...
 
 
 async def main() -> None:
@@ -52,8 +60,11 @@ async def main() -> None:
         AdminLog(Acceptor(producer, pool, settings.topics.raw)),
         load_plans(settings.plans_file),
     )
-    transparency = Transparency(settings, log, pool, secretbox.for_settings(settings))
-    parts = (materialiser, jobs, verification, retention, transparency)
+    parts: tuple[Part, ...] = (materialiser, jobs, verification, retention)
+    if settings.transparency:
+        parts += (Transparency(settings, log, pool, secretbox.for_settings(settings)),)
+    else:
+        log.warning("transparency.off", reason="CHAINLOG_TRANSPARENCY=false: no checkpoints")
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
