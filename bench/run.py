@@ -19,6 +19,8 @@ Phases, one after the other (never two systems at once):
 6. Proofs: the Merkle tree of that chain rebuilt, inclusion and consistency
    proofs timed, checkpoint signing, and ingest with the tree builder on and
    off (bench/proofs.py).
+7. Explorer: the console's queries on a ``--explorer-events`` workspace
+   (bench/explorer.py).
 
 Our services are started if they are not running and left as found.
 """
@@ -41,7 +43,7 @@ import asyncpg
 import httpx
 import uvloop
 
-from bench import profile, proofs, report
+from bench import explorer, profile, proofs, report
 from bench.baseline import run_baseline
 from bench.drain import measure_drain
 from bench.e2e import Target, measure
@@ -68,6 +70,8 @@ class Config:
     skip_verify: bool
     skip_chainer: bool
     skip_proofs: bool
+    skip_explorer: bool
+    explorer_events: int
     only: str | None
     profile: bool
     profile_seconds: int
@@ -90,9 +94,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--skip-verify", action="store_true")
     p.add_argument("--skip-chainer", action="store_true")
     p.add_argument("--skip-proofs", action="store_true")
+    p.add_argument("--skip-explorer", action="store_true")
+    p.add_argument(
+        "--explorer-events", type=int, default=10_000_000, help="events the explorer is timed on"
+    )
     p.add_argument(
         "--only",
-        choices=("proofs",),
+        choices=("proofs", "explorer"),
         help="run this phase alone (and what it needs), skipping the others",
     )
     p.add_argument("--profile", action="store_true", help="extra load run under py-spy")
@@ -301,6 +309,17 @@ class Bench:
             "ingest": cost,
         }
 
+    async def explorer(self) -> dict[str, Any]:
+        n = self.cfg.explorer_events
+        say(f"explorer: preparing a {n:,}-event workspace (built once, then reused)")
+        workspace_id, key, info = await Fixture(self.pool, self.settings.state_dir, n).ensure()
+        say("explorer: timing the console's queries")
+        return {
+            "workspace_id": workspace_id,
+            **info,
+            **await explorer.time_explorer(self.api, key, self.pool, workspace_id, n),
+        }
+
     async def export(self) -> dict[str, Any]:
         n = self.cfg.verify_events
         workspace_id, _, _ = await Fixture(self.pool, self.settings.state_dir, n).ensure()
@@ -369,6 +388,8 @@ async def run_all(
         await phase(res, "export", bench.export, pool)
     if not cfg.skip_proofs:
         await phase(res, "proofs", lambda: bench.proofs(services), pool)
+    if not cfg.skip_explorer:
+        await phase(res, "explorer", bench.explorer, pool)
 
 
 async def main(cfg: Config) -> dict[str, Any]:
@@ -400,6 +421,8 @@ async def main(cfg: Config) -> dict[str, Any]:
         bench = Bench(cfg, settings, pool)
         if cfg.only == "proofs":
             await phase(res, "proofs", lambda: bench.proofs(services), pool)
+        elif cfg.only == "explorer":
+            await phase(res, "explorer", bench.explorer, pool)
         else:
             await run_all(cfg, bench, services, res, pool)
     finally:

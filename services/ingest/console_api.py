@@ -53,6 +53,7 @@ VIEWER_FILTERS = (
     "to",
     "cursor",
     "limit",
+    "order",
 )
 #: Rows one viewer CSV download holds at most (newest first).
 CSV_MAX_ROWS = 10_000
@@ -256,7 +257,11 @@ async def viewer_csv(
     Written oldest first, like an export, so ``chainlog verify-export
     --filtered`` checks every row's hash and the links between neighbours.
     """
-    page = {k: v for k, v in scoped_params(scope, params).items() if k not in ("cursor", "limit")}
+    page = {
+        k: v
+        for k, v in scoped_params(scope, params).items()
+        if k not in ("cursor", "limit", "order")  # seq order: what verify-export reads
+    }
     chunks: list[list[asyncpg.Record]] = []
     taken = 0
     cursor: str | None = None
@@ -270,7 +275,7 @@ async def viewer_csv(
         taken += len(rows[:size])
         if len(rows) <= size:
             break
-        cursor = query.encode_cursor(rows[size - 1]["seq"])
+        cursor = query.next_cursor(rows[size - 1], page)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)

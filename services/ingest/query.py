@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -40,7 +40,13 @@ FILTERS = (
     "to",
     "cursor",
     "limit",
+    "order",
 )
+#: ``order``: ``seq`` (the default: newest received first) or ``occurred``
+#: (latest ``occurred_at`` first, then seq). With a time range, ``occurred``
+#: reads the window from its index in order, where ``seq`` order has to
+#: look past every newer event first: the console asks for it then.
+ORDERS = ("seq", "occurred")
 
 
 def _like_pattern(pattern: str) -> str:
@@ -48,21 +54,36 @@ def _like_pattern(pattern: str) -> str:
     return escaped.replace("*", "%")
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"s": seq})).decode().rstrip("=")
+def encode_cursor(seq: int, occurred_us: int | None = None) -> str:
+    doc: dict[str, int] = {"s": seq} if occurred_us is None else {"s": seq, "o": occurred_us}
+    return base64.urlsafe_b64encode(orjson.dumps(doc)).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> int:
+def _cursor_doc(text: str) -> dict[str, Any]:
     try:
         doc = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         seq = doc["s"]
         if not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
             raise ValueError
-        return seq
+        if "o" in doc and not isinstance(doc["o"], int):
+            raise ValueError
+        return dict(doc)
     except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise errors.validation_failed(
             [{"field": "cursor", "message": "cursor is not one this API returned"}]
         ) from None
+
+
+def decode_cursor(text: str) -> int:
+    return int(_cursor_doc(text)["s"])
+
+
+def _epoch_us(when: datetime) -> int:
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_limit(params: Mapping[str, str], violations: list[dict[str, str]]) -> int:
@@ -82,7 +103,7 @@ def parse_limit(params: Mapping[str, str], violations: list[dict[str, str]]) -> 
 
 
 #: The filters of an export: every event filter, without paging.
-EXPORT_FILTERS = tuple(f for f in FILTERS if f not in ("cursor", "limit"))
+EXPORT_FILTERS = tuple(f for f in FILTERS if f not in ("cursor", "limit", "order"))
 
 
 def filter_clauses(
@@ -167,18 +188,39 @@ def build_query(
     through more than a client may ask for at once.
     """
     where, args, violations = filter_clauses(workspace_id, params)
+    order = params.get("order") or "seq"
+    if order not in ORDERS:
+        violations.append({"field": "order", "message": "order must be seq or occurred"})
     if params.get("cursor"):
-        args.append(decode_cursor(params["cursor"]))
-        where.append(f"seq < ${len(args)}")
+        cursor = _cursor_doc(params["cursor"])
+        args.append(cursor["s"])
+        if order == "occurred":
+            if "o" not in cursor:
+                violations.append(
+                    {"field": "cursor", "message": "this cursor is for order=seq, not occurred"}
+                )
+            else:
+                args.append(_EPOCH + timedelta(microseconds=cursor["o"]))
+                where.append(f"(occurred_at, seq) < (${len(args)}, ${len(args) - 1})")
+        else:
+            where.append(f"seq < ${len(args)}")
     limit = parse_limit(params, violations) if page_size is None else page_size
     if violations:
         raise errors.validation_failed(violations)
+    by = "occurred_at DESC, seq DESC" if order == "occurred" else "seq DESC"
     sql = (
-        "SELECT seq, body, hash, ip_country, ip_city FROM events WHERE "
+        "SELECT seq, body, hash, ip_country, ip_city, occurred_at FROM events WHERE "
         + " AND ".join(where)
-        + f" ORDER BY seq DESC LIMIT {limit + 1}"
+        + f" ORDER BY {by} LIMIT {limit + 1}"
     )
     return sql, args, limit
+
+
+def next_cursor(row: asyncpg.Record, params: Mapping[str, str]) -> str:
+    """The cursor of the page after ``row``, in the page's order."""
+    if params.get("order") == "occurred":
+        return encode_cursor(row["seq"], _epoch_us(row["occurred_at"]))
+    return encode_cursor(row["seq"])
 
 
 def render(row: asyncpg.Record) -> dict[str, Any]:
@@ -200,7 +242,7 @@ async def list_events(
         "data": [render(r) for r in rows],
         "pagination": {
             "has_more": has_more,
-            "next_cursor": encode_cursor(rows[-1]["seq"]) if has_more else None,
+            "next_cursor": next_cursor(rows[-1], params) if has_more else None,
         },
     }
 

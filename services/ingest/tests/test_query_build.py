@@ -43,3 +43,30 @@ def test_bad_parameters_name_the_field(params: dict[str, str], field: str) -> No
         build_query(WS, params)
     assert info.value.status == 422
     assert [v["field"] for v in info.value.body()["violations"]] == [field]
+
+
+def test_occurred_order_pages_by_occurred_at_then_seq() -> None:
+    sql, args, _ = build_query(WS, {"order": "occurred", "from": "2026-11-28T00:00:00Z"})
+    assert sql.endswith("ORDER BY occurred_at DESC, seq DESC LIMIT 26")
+    cursor = encode_cursor(42, 1_795_000_000_123_456)
+    sql, args, _ = build_query(WS, {"order": "occurred", "cursor": cursor})
+    assert "(occurred_at, seq) < ($3, $2)" in sql
+    assert args[1] == 42
+    assert args[2].isoformat() == "2026-11-18T11:06:40.123456+00:00"
+    assert decode_cursor(cursor) == 42
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"order": "newest"}, "order"),
+        ({"order": "occurred", "cursor": encode_cursor(42)}, "cursor"),
+    ],
+)
+def test_a_bad_order_or_a_cursor_of_the_other_order_is_a_422(
+    params: dict[str, str], field: str
+) -> None:
+    with pytest.raises(ApiError) as exc:
+        build_query(WS, params)
+    assert exc.value.status == 422
+    assert [v["field"] for v in exc.value.body()["violations"]] == [field]
