@@ -40,6 +40,10 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", f"/api/v1/exports/{NOWHERE}", "read"),
     ("GET", f"/api/v1/exports/{NOWHERE}/download", "read"),
     ("GET", "/api/v1/verifications", "read"),
+    ("POST", "/api/v1/evidence-packs", "read"),
+    ("GET", "/api/v1/evidence-packs", "read"),
+    ("GET", f"/api/v1/evidence-packs/{NOWHERE}", "read"),
+    ("GET", f"/api/v1/evidence-packs/{NOWHERE}/download", "read"),
     ("GET", "/api/v1/stats/activity", "read"),
     ("POST", "/api/v1/viewer-tokens", "read"),
     ("GET", "/api/v1/log-key", "read"),
@@ -134,6 +138,7 @@ def _documented_paths(api: httpx.AsyncClient) -> set[str]:
             .replace("{schema_id}", NOWHERE)
             .replace("{stream_id}", NOWHERE)
             .replace("{export_id}", NOWHERE)
+            .replace("{pack_id}", NOWHERE)
             .replace("{email}", "x@example.com")
         )
     return out

@@ -771,5 +771,31 @@ def log_key_cmd(
         typer.echo(f"origin: {doc.get('origin')}", err=True)
 
 
+# -- evidence packs (issue 10) -----------------------------------------------------
+
+
+@app.command("verify-pack")
+def verify_pack_cmd(
+    file: str = typer.Argument(..., metavar="FILE.zip", help="An evidence pack, as downloaded."),
+    key: str = LOG_KEY,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Verify an evidence pack offline: exit 0 valid, 1 a problem (named), 2 usage.
+
+    The manifest's signature by the log's key, every file's size and SHA-256,
+    no file missing or extra, the events' hashes and links, the checkpoints.
+    """
+    from pathlib import Path
+
+    from libs.common import packverify
+
+    vkey = _log_key(key, as_json)
+    if not Path(file).is_file():
+        raise _proof_usage(as_json, "file_not_found", f"no such file: {file}")
+    result = packverify.verify_pack(file, vkey)
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.report())
+    raise typer.Exit(0 if result.valid else 1)
+
+
 if __name__ == "__main__":
     app()

@@ -1,8 +1,8 @@
 """``python -m services.exporter``: settings, build, run until SIGTERM.
 
-One process runs five things on one event loop: the materialiser (Kafka
-into the events table), export jobs, scheduled verification, retention,
-and the Merkle trees with their signed checkpoints.
+One process runs six things on one event loop: the materialiser (Kafka
+into the events table), export jobs, evidence packs, scheduled
+verification, retention, and the Merkle trees with their signed checkpoints.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from libs.common.logs import Logger
 from libs.common.plans import load_plans
 from libs.common.settings import Settings
 from services.exporter.exports import ExportJobs
+from services.exporter.packs import EvidencePacks
 from services.exporter.pipeline import Materialiser
 from services.exporter.retention import Retention
 from services.exporter.transparency import Transparency
@@ -60,7 +61,8 @@ async def main() -> None:
         AdminLog(Acceptor(producer, pool, settings.topics.raw)),
         load_plans(settings.plans_file),
     )
-    parts: tuple[Part, ...] = (materialiser, jobs, verification, retention)
+    packs = EvidencePacks(settings, log, store, pool, secretbox.for_settings(settings))
+    parts: tuple[Part, ...] = (materialiser, jobs, packs, verification, retention)
     if settings.transparency:
         parts += (Transparency(settings, log, pool, secretbox.for_settings(settings)),)
     else:

@@ -2,10 +2,11 @@
 
 A job is claimed with a lease (``exports.lease_until``), so two exporters
 never write the same export and a crashed one's job is taken over when its
-lease runs out. The gateway's Kafka message starts a job at once; the sweep
-finds any job that had no message (a gateway that died after its commit)
-or lost its worker. Rerunning a job writes the same rows again: the file is
-written to a temporary path and stored only when whole.
+lease runs out (``services/exporter/jobs.py``, shared with evidence packs).
+The gateway's Kafka message starts a job at once; the sweep finds any job
+that had no message (a gateway that died after its commit) or lost its
+worker. Rerunning a job writes the same rows again: the file is written to
+a temporary path and stored only when whole.
 
 CSV is made by PostgreSQL itself (``COPY (SELECT ...) TO STDOUT CSV``):
 it parses each stored body once, quotes per RFC 4180, and streams; this
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,13 @@ import orjson
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.common import kafka
-from libs.common.db import DATABASE_UNAVAILABLE
 from libs.common.exportformat import DERIVED_COLUMNS, EVENT_COLUMNS, INTEGER_COLUMNS, JSON_COLUMNS
 from libs.common.logs import Logger
 from libs.common.settings import Settings
 from libs.common.storage import HashingWriter, Storage
+from services.exporter.jobs import LeasedJobs, Output, Written
 from services.ingest.query import EXPORT_FILTERS, filter_clauses
 
-LEASE_S = 60
-SWEEP_S = 15
-#: A pending job this old without a worker is taken by the sweep.
-ORPHAN_S = 20
 CHUNK = 1 << 20
 #: Past the pool's 60-second statement timeout: a large export takes longer.
 JOB_TIMEOUT_S = 3600.0
@@ -83,34 +79,6 @@ _ROWS = "SELECT seq, body, hash, ip_country, ip_city FROM events{where} AND seq 
 #: Below this many rows one stream is enough; above, two run on two cores.
 PARALLEL_MIN = 50_000
 
-CLAIM = (
-    "UPDATE exports SET status = 'processing', started_at = coalesce(started_at, now()),"
-    " lease_until = now() + make_interval(secs => $2)"
-    " WHERE id = $1 AND (status = 'pending' OR (status = 'processing' AND lease_until < now()))"
-    " RETURNING workspace_id, format, filters"
-)
-RENEW = (
-    "UPDATE exports SET lease_until = now() + make_interval(secs => $2)"
-    " WHERE id = $1 AND status = 'processing'"
-)
-ORPHANS = (
-    "SELECT id FROM exports WHERE (status = 'pending' AND created_at < now() - make_interval(secs => $1))"
-    " OR (status = 'processing' AND lease_until < now()) ORDER BY created_at LIMIT 20"
-)
-EXPIRED = (
-    "SELECT id, location FROM exports"
-    " WHERE status = 'completed' AND expires_at <= now() AND location IS NOT NULL LIMIT 100"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    rows: int
-    size: int
-    sha256: str
-    first_seq: int | None
-    last_seq: int | None
-
 
 async def _copy(
     conn: asyncpg.Connection,
@@ -138,17 +106,23 @@ async def write_export(
     fmt: str,
     filters: dict[str, str],
     path: Path,
+    *,
+    max_seq: int | None = None,
 ) -> Written:
     """Write the export to ``path``: one snapshot for the rows and their counts.
 
     A large export is written by two PostgreSQL sessions sharing one
     snapshot (``pg_export_snapshot``), each a half of the seq range into
     its own file; the halves are then joined. PostgreSQL's parsing of the
-    bodies is the cost, and this puts it on two cores.
+    bodies is the cost, and this puts it on two cores. ``max_seq`` leaves
+    out later events: files written one after the other then hold the same.
     """
     where, args, violations = filter_clauses(workspace_id, filters, EXPORT_FILTERS)
     if violations:  # checked by the gateway; a stored job is never like this
         raise ValueError(f"invalid filters: {violations}")
+    if max_seq is not None:
+        args.append(max_seq)
+        where.append(f"seq <= ${len(args)}")
     clause = " WHERE " + " AND ".join(where)
     second = path.with_name(path.name + ".2")
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
@@ -212,12 +186,10 @@ class ExportJobs:
     def __init__(
         self, settings: Settings, log: Logger, storage: Storage, pool: asyncpg.Pool
     ) -> None:
-        self.settings = settings
         self.log = log
-        self.storage = storage
         self.pool = pool
         self.stopping = asyncio.Event()
-        self.scratch = settings.storage_dir / ".partial"
+        self.jobs = LeasedJobs("exports", "export", settings, log, storage, pool, self._write)
         self.consumer = kafka.consumer(
             settings,
             settings.topics.export_requests,
@@ -228,9 +200,8 @@ class ExportJobs:
         self.stopping.set()
 
     async def run(self) -> None:
-        await asyncio.to_thread(self.scratch.mkdir, parents=True, exist_ok=True)
         await self.consumer.start()
-        sweeper = asyncio.create_task(self._sweep_forever())
+        sweeper = asyncio.create_task(self.jobs.sweep_forever(self.stopping))
         try:
             while not self.stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=20)
@@ -252,86 +223,15 @@ class ExportJobs:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             self.log.warning("export.bad_request_message")
             return
-        await self.process(export_id)
+        await self.jobs.process(export_id)
 
-    async def _sweep_forever(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                for r in await self.pool.fetch(ORPHANS, float(ORPHAN_S)):
-                    await self.process(str(r["id"]))
-                await self.expire()
-            except DATABASE_UNAVAILABLE as exc:
-                self.log.warning("export.sweep_failed", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SWEEP_S):
-                    await self.stopping.wait()
-
-    async def expire(self) -> None:
-        """Delete the files of expired exports (their records stay: a download answers 410)."""
-        for r in await self.pool.fetch(EXPIRED):
-            await self.storage.delete(r["location"])
-            await self.pool.execute("UPDATE exports SET location = NULL WHERE id = $1", r["id"])
-            self.log.info("export.expired", export_id=str(r["id"]))
-
-    async def process(self, export_id: str) -> None:
-        """Run one job if it is free to take; safe to call for any id, any number of times."""
-        job = await self.pool.fetchrow(CLAIM, export_id, float(LEASE_S))
-        if job is None:
-            return
+    async def _write(self, export_id: str, job: asyncpg.Record, workdir: Path) -> Output:
         workspace_id = str(job["workspace_id"])
         fmt = job["format"]
         filters = job["filters"]
         if isinstance(filters, str):
             filters = orjson.loads(filters)
-        renew = asyncio.create_task(self._renew(export_id))
-        path = self.scratch / f"{export_id}.{fmt}"
-        key = f"exports/{workspace_id}/{export_id}.{fmt}"
-        try:
-            written = await write_export(self.pool, workspace_id, fmt, filters, path)
-            media = "text/csv" if fmt == "csv" else "application/x-ndjson"
-            await self.storage.put(key, path, media)
-        except DATABASE_UNAVAILABLE as exc:
-            # Left processing: the lease runs out and the sweep retries it.
-            self.log.warning("export.database_unavailable", export_id=export_id, error=repr(exc))
-            return
-        except Exception as exc:
-            self.log.error("export.failed", export_id=export_id, error=repr(exc))
-            await self.pool.execute(
-                "UPDATE exports SET status = 'failed', error = $2, lease_until = NULL"
-                " WHERE id = $1",
-                export_id,
-                f"the export could not be written: {type(exc).__name__}",
-            )
-            return
-        finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-        await self.pool.execute(
-            "UPDATE exports SET status = 'completed', total_rows = $2, file_size = $3,"
-            " sha256 = $4, location = $5, first_seq = $6, last_seq = $7, completed_at = now(),"
-            " expires_at = now() + make_interval(days => $8), lease_until = NULL, error = NULL"
-            " WHERE id = $1",
-            export_id,
-            written.rows,
-            written.size,
-            written.sha256,
-            key,
-            written.first_seq,
-            written.last_seq,
-            self.settings.export_ttl_days,
-        )
-        self.log.info(
-            "export.completed",
-            export_id=export_id,
-            workspace_id=workspace_id,
-            rows=written.rows,
-            bytes=written.size,
-        )
-
-    async def _renew(self, export_id: str) -> None:
-        while True:
-            await asyncio.sleep(LEASE_S / 3)
-            with contextlib.suppress(*DATABASE_UNAVAILABLE):
-                await self.pool.execute(RENEW, export_id, float(LEASE_S))
+        path = workdir / f"{export_id}.{fmt}"
+        written = await write_export(self.pool, workspace_id, fmt, filters, path)
+        media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+        return Output(path, f"exports/{workspace_id}/{export_id}.{fmt}", media, written)

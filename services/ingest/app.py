@@ -38,6 +38,7 @@ from services.ingest import (
     console_api,
     exports_api,
     manage,
+    packs_api,
     proofs_api,
     query,
     streams_api,
@@ -474,6 +475,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state["pool"], who.workspace_id, export_id
         )
         media = "text/csv; charset=utf-8" if name.endswith(".csv") else "application/x-ndjson"
+        return stored_file(key, name, size, digest, media)
+
+    def stored_file(key: str, name: str, size: int, digest: str, media: str) -> Response:
+        """A stored export or pack as a download, with the SHA-256 of its record."""
         return StreamingResponse(
             state["storage"].read(key),
             media_type=media,
@@ -492,6 +497,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 state["pool"], who.workspace_id, request.query_params
             )
         )
+
+    # -- evidence packs (issue 10) --------------------------------------------
+
+    @app.post("/api/v1/evidence-packs")
+    async def create_evidence_pack(request: Request) -> Response:
+        who = await principal(request, "read")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        # No Kafka message: the exporter polls for pending packs (services/exporter/packs.py).
+        created = await change(
+            request,
+            who,
+            "evidence_pack.requested",
+            "evidence_pack",
+            lambda c: packs_api.create(c, who.workspace_id, body, actor(request, who).id),
+        )
+        return json_response(created, 202)
+
+    @app.get("/api/v1/evidence-packs")
+    async def list_evidence_packs(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await packs_api.list_packs(state["pool"], who.workspace_id, settings.public_url)
+        )
+
+    @app.get("/api/v1/evidence-packs/{pack_id}")
+    async def get_evidence_pack(request: Request, pack_id: str) -> Response:
+        who = await principal(request, "read")
+        return json_response(
+            await packs_api.get(state["pool"], who.workspace_id, pack_id, settings.public_url)
+        )
+
+    @app.get("/api/v1/evidence-packs/{pack_id}/download")
+    async def download_evidence_pack(request: Request, pack_id: str) -> Response:
+        who = await principal(request, "read")
+        key, name, size, digest = await packs_api.download(state["pool"], who.workspace_id, pack_id)
+        return stored_file(key, name, size, digest, "application/zip")
 
     # -- checkpoints and proofs (issue 7) -------------------------------------
 

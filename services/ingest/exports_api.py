@@ -63,9 +63,28 @@ def parse_request(workspace_id: str, body: Any) -> tuple[str, dict[str, str]]:
     return str(fmt), filters
 
 
-RUNNING_SQL = (
-    "SELECT count(*) FROM exports WHERE workspace_id = $1 AND status IN ('pending', 'processing')"
-)
+async def check_running(
+    conn: asyncpg.Connection, table: str, workspace_id: str, limit: int, what: str
+) -> None:
+    """429 ``too_many_<what>`` when the workspace has ``limit`` jobs pending or processing.
+
+    The caller holds the workspace row's lock (``plans.enforce``, or ``lock_workspace``):
+    concurrent requests take turns for the last slot.
+    """
+    running = await conn.fetchval(
+        f"SELECT count(*) FROM {table} WHERE workspace_id = $1"
+        " AND status IN ('pending', 'processing')",
+        workspace_id,
+    )
+    if running >= limit:
+        raise errors.ApiError(
+            429,
+            f"too_many_{what.replace(' ', '_')}",
+            f"A workspace may have {limit} {what} running at once; wait for one to finish.",
+            headers={"Retry-After": "10"},
+            limit=limit,
+            running=running,
+        )
 
 
 async def create(
@@ -78,16 +97,7 @@ async def create(
     fmt, filters = parse_request(workspace_id, body)
     # Locks the workspace row: concurrent requests take turns for the last slot.
     await enforce(conn, workspace_id, "exports_per_month", plans)
-    running = await conn.fetchval(RUNNING_SQL, workspace_id)
-    if running >= MAX_RUNNING:
-        raise errors.ApiError(
-            429,
-            "too_many_exports",
-            f"A workspace may have {MAX_RUNNING} exports running at once; wait for one to finish.",
-            headers={"Retry-After": "10"},
-            limit=MAX_RUNNING,
-            running=running,
-        )
+    await check_running(conn, "exports", workspace_id, MAX_RUNNING, "exports")
     export_id = str(uuid7())
     row = await conn.fetchrow(
         f"INSERT INTO exports (id, workspace_id, format, filters, requested_by)"
@@ -108,12 +118,17 @@ async def create(
     return Change(doc, export_id, after={"format": fmt, "filters": filters})
 
 
+def download_url(r: asyncpg.Record, url: str, now: datetime) -> tuple[str | None, bool]:
+    """The job's download ``url`` while it can be downloaded (else None), and whether it expired."""
+    expired = r["expires_at"] is not None and r["expires_at"] <= now
+    return (url if r["status"] == "completed" and not expired else None), expired
+
+
 def render(r: asyncpg.Record, public_url: str, now: datetime) -> dict[str, Any]:
     filters = r["filters"]
     if isinstance(filters, str):
         filters = orjson.loads(filters)
-    expired = r["expires_at"] is not None and r["expires_at"] <= now
-    done = r["status"] == "completed"
+    url, expired = download_url(r, f"{public_url}/api/v1/exports/{r['id']}/download", now)
     return {
         "id": str(r["id"]),
         "status": r["status"],
@@ -126,9 +141,7 @@ def render(r: asyncpg.Record, public_url: str, now: datetime) -> dict[str, Any]:
         "sha256": r["sha256"],
         "first_seq": r["first_seq"],
         "last_seq": r["last_seq"],
-        "download_url": f"{public_url}/api/v1/exports/{r['id']}/download"
-        if done and not expired
-        else None,
+        "download_url": url,
         "created_at": format_ts(r["created_at"]),
         "started_at": format_ts(r["started_at"]) if r["started_at"] else None,
         "completed_at": format_ts(r["completed_at"]) if r["completed_at"] else None,
@@ -142,18 +155,47 @@ def render(r: asyncpg.Record, public_url: str, now: datetime) -> dict[str, Any]:
     }
 
 
-async def _row(pool: asyncpg.Pool, workspace_id: str, export_id: str) -> asyncpg.Record:
-    uid = parse_uuid(export_id)
-    if uid is None:
-        raise errors.not_found(f"no export {export_id} in this workspace")
-    row = await pool.fetchrow(
-        f"SELECT {COLUMNS}, now() AS now FROM exports WHERE id = $1 AND workspace_id = $2",
-        uid,
-        workspace_id,
-    )
+async def job_row(
+    pool: asyncpg.Pool, table: str, columns: str, workspace_id: str, job_id: str, what: str
+) -> asyncpg.Record:
+    """One job of the workspace (with the database's ``now``); 404 otherwise."""
+    uid = parse_uuid(job_id)
+    row = None
+    if uid is not None:
+        row = await pool.fetchrow(
+            f"SELECT {columns}, now() AS now FROM {table} WHERE id = $1 AND workspace_id = $2",
+            uid,
+            workspace_id,
+        )
     if row is None:
-        raise errors.not_found(f"no export {export_id} in this workspace")
+        raise errors.not_found(f"no {what} {job_id} in this workspace")
     return row
+
+
+def stored_file(row: asyncpg.Record, what: str, name: str) -> tuple[str, str, int, str]:
+    """(storage key, ``name``, size, sha256) of a downloadable job.
+
+    409 ``<what>_not_ready`` before completion, 410 ``<what>_expired`` after expiry.
+    """
+    code = what.replace(" ", "_")
+    if row["status"] != "completed":
+        raise errors.ApiError(
+            409,
+            f"{code}_not_ready",
+            f"The {what} is {row['status']}; download it once its status is completed.",
+            **{f"{code}_status": row["status"]},
+        )
+    if row["expires_at"] <= row["now"]:
+        raise errors.ApiError(
+            410,
+            f"{code}_expired",
+            f"The {what} expired at {format_ts(row['expires_at'])}; request a new one.",
+        )
+    return str(row["location"]), name, int(row["file_size"]), str(row["sha256"])
+
+
+async def _row(pool: asyncpg.Pool, workspace_id: str, export_id: str) -> asyncpg.Record:
+    return await job_row(pool, "exports", COLUMNS, workspace_id, export_id, "export")
 
 
 async def get(
@@ -163,12 +205,20 @@ async def get(
     return render(row, public_url, row["now"])
 
 
-async def list_exports(pool: asyncpg.Pool, workspace_id: str, public_url: str) -> dict[str, Any]:
-    rows = await pool.fetch(
-        f"SELECT {COLUMNS}, now() AS now FROM exports WHERE workspace_id = $1"
+async def list_jobs(
+    pool: asyncpg.Pool, table: str, columns: str, workspace_id: str
+) -> list[asyncpg.Record]:
+    """The workspace's last 100 jobs, newest first, each with the database's ``now``."""
+    rows: list[asyncpg.Record] = await pool.fetch(
+        f"SELECT {columns}, now() AS now FROM {table} WHERE workspace_id = $1"
         " ORDER BY created_at DESC LIMIT 100",
         workspace_id,
     )
+    return rows
+
+
+async def list_exports(pool: asyncpg.Pool, workspace_id: str, public_url: str) -> dict[str, Any]:
+    rows = await list_jobs(pool, "exports", COLUMNS, workspace_id)
     return {"data": [render(r, public_url, r["now"]) for r in rows]}
 
 
@@ -177,21 +227,7 @@ async def download(
 ) -> tuple[str, str, int, str]:
     """(storage key, file name, size, sha256) of a downloadable export; 409 or 410 otherwise."""
     row = await _row(pool, workspace_id, export_id)
-    if row["status"] != "completed":
-        raise errors.ApiError(
-            409,
-            "export_not_ready",
-            f"The export is {row['status']}; download it once its status is completed.",
-            export_status=row["status"],
-        )
-    if row["expires_at"] <= row["now"]:
-        raise errors.ApiError(
-            410,
-            "export_expired",
-            f"The export expired at {format_ts(row['expires_at'])}; request a new one.",
-        )
-    name = f"chainlog-export-{export_id}.{row['format']}"
-    return str(row["location"]), name, int(row["file_size"]), str(row["sha256"])
+    return stored_file(row, "export", f"chainlog-export-{export_id}.{row['format']}")
 
 
 VERIFICATION_COLUMNS = (
@@ -223,21 +259,18 @@ async def list_verifications(
         workspace_id,
         limit,
     )
+    return {"data": [render_verification(r) for r in rows]}
+
+
+def render_verification(r: asyncpg.Record) -> dict[str, Any]:
     return {
-        "data": [
-            {
-                "id": str(r["id"]),
-                "kind": r["kind"],
-                "started_at": format_ts(r["started_at"]),
-                "finished_at": format_ts(r["finished_at"]),
-                "from_seq": r["from_seq"],
-                "to_seq": r["to_seq"],
-                "events_checked": r["events_checked"],
-                "valid": r["valid"],
-                "breaks": orjson.loads(r["breaks"])
-                if isinstance(r["breaks"], str)
-                else r["breaks"],
-            }
-            for r in rows
-        ]
+        "id": str(r["id"]),
+        "kind": r["kind"],
+        "started_at": format_ts(r["started_at"]),
+        "finished_at": format_ts(r["finished_at"]),
+        "from_seq": r["from_seq"],
+        "to_seq": r["to_seq"],
+        "events_checked": r["events_checked"],
+        "valid": r["valid"],
+        "breaks": orjson.loads(r["breaks"]) if isinstance(r["breaks"], str) else r["breaks"],
     }

@@ -4,14 +4,12 @@ program against files, as a reader would run it."""
 
 from __future__ import annotations
 
-import ast
 import copy
 import hashlib
 import json
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from libs.common.merkle import (
     verify_inclusion,
 )
 from libs.common.proofcheck import check_checkpoint, check_consistency, check_inclusion
+from libs.common.tests.docscripts import check_short_and_self_contained, doc_script, run_script
 from libs.common.tests.test_chain import _event, _float, _value
 from libs.common.tests.test_merkle import (
     CONSISTENCY_VECTORS,
@@ -101,8 +100,7 @@ def test_the_docs_examples_verify() -> None:
 
 
 def _standalone_code() -> str:
-    after = DOCS.read_text(encoding="utf-8").split("<!-- standalone-proof-verifier", 1)[1]
-    return after.split("```python\n", 1)[1].split("```", 1)[0]
+    return doc_script(DOCS, "standalone-proof-verifier")
 
 
 def _standalone() -> dict[str, Any]:
@@ -112,12 +110,7 @@ def _standalone() -> dict[str, Any]:
 
 
 def _run(tmp: Path, *args: Path | str) -> subprocess.CompletedProcess[str]:
-    script = tmp / "verify_proof.py"
-    script.write_text(_standalone_code(), encoding="utf-8")
-    # -I: no user site, no current directory, no PYTHON* variables; this
-    # interpreter's packages (cryptography) stay.
-    cmd = [sys.executable, "-I", str(script), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    return run_script(tmp, _standalone_code(), "verify_proof.py", *args)
 
 
 def _files(tmp: Path, **docs: str | dict[str, Any] | list[str]) -> dict[str, Path]:
@@ -133,15 +126,7 @@ def _files(tmp: Path, **docs: str | dict[str, Any] | list[str]) -> dict[str, Pat
 
 
 def test_standalone_is_short_and_needs_only_cryptography() -> None:
-    code = _standalone_code()
-    assert len(code.splitlines()) <= 180
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
-            for n in names:
-                assert n and (
-                    n.split(".")[0] in sys.stdlib_module_names or n.startswith("cryptography.")
-                )
+    check_short_and_self_contained(_standalone_code(), 180)
 
 
 def test_standalone_rfc9162_known_answers_and_random_trees() -> None:
