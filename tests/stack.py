@@ -70,6 +70,14 @@ def stack_env() -> dict[str, str]:
         # Checkpoints within seconds, heartbeats too (tests/test_proofs.py).
         CHAINLOG_CHECKPOINT_SECONDS="1",
         CHAINLOG_CHECKPOINT_HEARTBEAT_SECONDS="3",
+        # Schedules looked at every second, deliveries retried within seconds
+        # (tests/test_schedules.py).
+        CHAINLOG_SCHEDULE_POLL_SECONDS="1",
+        # Reads are audited only in workspaces that turn it on (other suites
+        # count events exactly), in windows short enough to wait for
+        # (tests/test_audited_reads.py).
+        CHAINLOG_READ_AUDIT_DEFAULT="false",
+        CHAINLOG_READ_AUDIT_WINDOW_SECONDS="3",
     )
     return env
 

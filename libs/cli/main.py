@@ -209,7 +209,9 @@ def _show(doc: object) -> None:
 @keys_cli.command("create")
 def keys_create(
     name: str,
-    scopes: str = typer.Option("ingest", help="Comma-separated: ingest, read, admin."),
+    scopes: str = typer.Option(
+        "ingest", help="Comma-separated: ingest, read, admin; or auditor alone."
+    ),
     api_url: str = API_URL,
     api_key: str = API_KEY,
 ) -> None:
@@ -468,7 +470,10 @@ def verify_export_cmd(
         False, "--filtered", help="A filtered export: seq jumps are expected gaps, not breaks."
     ),
     anchor: str = typer.Option(
-        None, "--anchor", help="SEQ:HASH of the event just before the first file's first row."
+        None,
+        "--anchor",
+        help="SEQ:HASH of the event just before the first file's first row, or the retention"
+        " anchor: rows at or below it are held islands (docs/legal-holds.md).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     max_breaks: int = typer.Option(100, "--max-breaks", min=1, help="Breaks listed at most."),

@@ -300,6 +300,56 @@ class Verifier:
             self.result.add(Break(self._next_seq, None, "gap", expected, None))
 
 
+@dataclass(slots=True)
+class Held:
+    """Events a legal hold kept at or below a retention anchor: "held islands".
+
+    Retention removed their neighbours, so no link into an island can be
+    checked; each island is checked on its own (and linked to the island
+    just before it where their seqs are adjacent). ``seqs`` lists the first
+    ``max_listed``.
+    """
+
+    count: int = 0
+    seqs: list[int] = field(default_factory=list)
+    breaks: list[Break] = field(default_factory=list)
+    max_listed: int = 100
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "seqs": self.seqs,
+            "seqs_truncated": self.count > len(self.seqs),
+        }
+
+
+def check_held(workspace_id: str, rows: Iterable[RawRow], *, max_listed: int = 100) -> Held:
+    """Check held islands (rows as ``Verifier.feed_raw`` takes them, ascending ``seq``).
+
+    Each row MUST hash to its stored hash and name its workspace and seq
+    (``hash_mismatch`` otherwise), exactly as in a walk; a row whose seq
+    follows the previous island's MUST link to it (``chain_break``). A jump
+    in seq is what retention removed: not a gap.
+    """
+    held = Held(max_listed=max_listed)
+    run: Verifier | None = None
+    last = 0
+    for row in rows:
+        seq = row[0]
+        if run is None or seq != last + 1:
+            if run is not None:
+                held.breaks += run.result.breaks
+            run = Verifier(workspace_id, expected_first_seq=seq, expected_prev_hash=None)
+        run.feed_raw([row])
+        last = seq
+        held.count += 1
+        if len(held.seqs) < max_listed:
+            held.seqs.append(seq)
+    if run is not None:
+        held.breaks += run.result.breaks
+    return held
+
+
 def _parse(body: bytes) -> dict[str, Any] | None:
     try:
         doc = orjson.loads(body)

@@ -20,6 +20,11 @@ geolocation is derived later and not hashed.
 **JSON Lines** (``jsonl``; archives are the same, gzipped): one served event
 per line, the hashed fields plus ``hash``, ``ip_country`` and ``ip_city``;
 the hashed event is the line without those three.
+
+An export holding sealed personal fields (docs/privacy.md) has one more
+column, ``personal`` (JSON), after ``ip_city``, and a JSON Lines record one
+more key: each sealed field's readable value or ``[erased]``. It is not
+hashed; the sealed fields themselves are written as hashed.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ EVENT_COLUMNS = (
 #: Served next to the event, not hashed (``hash`` is the event's SHA-256).
 DERIVED_COLUMNS = ("hash", "ip_country", "ip_city")
 CSV_COLUMNS = EVENT_COLUMNS + DERIVED_COLUMNS
+#: The last column (CSV) or key (JSON Lines) of a file holding sealed fields:
+#: their readable values, or ``[erased]`` (docs/privacy.md). Not hashed.
+PERSONAL_COLUMN = "personal"
 
 INTEGER_COLUMNS = frozenset({"seq", "version"})
 JSON_COLUMNS = frozenset({"targets", "metadata"})
@@ -161,6 +169,7 @@ def event_from_line(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
     event = doc.copy()  # and pop: far faster than a comprehension over every key
     for name in DERIVED_COLUMNS:
         event.pop(name, None)
+    event.pop(PERSONAL_COLUMN, None)
     claimed = doc.get("hash")
     return event, claimed if isinstance(claimed, str) else ""
 

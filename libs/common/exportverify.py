@@ -20,6 +20,13 @@ itself (plus a ``gap`` for the rows missing before it):
    the first row links to 64 zeros (``seq`` 1) or to an anchor given for
    the ``seq`` before it.
 
+Rows at or below a given anchor are "held islands" (docs/legal-holds.md):
+events a legal hold kept when retention removed their neighbours. Each is
+checked on its own (1 to 4, and 6 where the row before it is its
+neighbour); the jumps between them are neither gaps nor breaks, they are
+counted under ``held``, and the first row above the anchor links to the
+anchor's hash.
+
 As in ``chain.Verifier``, a row's claimed hash becomes "the previous" one
 even when the row is broken, so one altered row is one break.
 """
@@ -48,6 +55,8 @@ FORMATS = ("csv.gz", "jsonl.gz", "csv", "jsonl")
 MANIFEST_SUFFIX = ".manifest.json"
 #: Expected gaps listed one by one; past this many they are only counted.
 MAX_LISTED_GAPS = 1000
+#: Held islands listed by seq; past this many they are only counted.
+MAX_LISTED_HELD = 1000
 #: The largest CSV cell read: an event's targets may hold 50 metadata objects
 #: of 64 KiB each, and quoting can double a cell.
 _MAX_CELL = 64 << 20
@@ -143,6 +152,9 @@ class ExportVerification:
     expected_gaps: list[tuple[int, int]] = field(default_factory=list)
     expected_gap_count: int = 0
     expected_missing: int = 0
+    #: Rows at or below the anchor, held by a legal hold: how many, the first seqs.
+    held: int = 0
+    held_seqs: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -182,6 +194,12 @@ class ExportVerification:
             out.append(
                 f"expected gaps: {self.expected_gap_count} ranges, {self.expected_missing} seqs"
                 f" not in this filtered export: {', '.join(shown)}{more}"
+            )
+        if self.held:
+            seqs = ", ".join(map(str, self.held_seqs[:20])) + (", ..." if self.held > 20 else "")
+            out.append(
+                f"held: {self.held} rows at or below the anchor (legal holds),"
+                f" each checked on its own: seq {seqs}"
             )
         if self.breaks:
             out.append(f"breaks ({len(self.breaks)}):")
@@ -305,14 +323,25 @@ class _Walk:
             res.add(brk)
             return
         prev = self.prev_seq
+        anchor = self.anchor
+        island = anchor is not None and seq <= anchor.seq
         expected: str | None
         if prev is None:
-            expected = self.first_link(f, line, seq, prev_hash)
+            expected = None if island else self.first_link(f, line, seq, prev_hash)
         elif seq <= prev:
             if ok:
                 detail = f"seq {seq} comes after seq {prev}"
                 res.add(Break(f.name, line, seq, "out_of_order", detail))
             return
+        elif island:
+            # what lies between islands was removed by retention, archived
+            expected = self.prev_hash if seq == prev + 1 else None
+        elif anchor is not None and prev <= anchor.seq:
+            # the first row past the islands: the chain goes on from the anchor
+            expected = anchor.hash
+            if seq > anchor.seq + 1:
+                self.gap(f, line, anchor.seq + 1, seq - 1)
+                expected = None
         elif seq > prev + 1:
             self.gap(f, line, prev + 1, seq - 1)
             expected = None
@@ -322,6 +351,10 @@ class _Walk:
         if ok and expected is not None and prev_hash != expected:
             detail = "its prev_hash is not the hash of the row before"
             res.add(Break(f.name, line, seq, "chain_break", detail, expected, str(prev_hash)))
+        if island:
+            res.held += 1
+            if len(res.held_seqs) < MAX_LISTED_HELD:
+                res.held_seqs.append(seq)
         self.prev_seq, self.prev_hash = seq, claimed
         if res.first_seq is None:
             res.first_seq = seq
@@ -335,10 +368,6 @@ class _Walk:
         if anchor is not None and anchor.seq < seq - 1:
             self.gap(f, line, anchor.seq + 1, seq - 1)
             return None
-        if anchor is not None:
-            self.result.notes.append(
-                f"the anchor (seq {anchor.seq}) is not before the first row (seq {seq}): not used"
-            )
         if seq == 1:
             return ZERO_HASH
         self.result.notes.append(

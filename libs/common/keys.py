@@ -12,11 +12,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import asyncpg
 
-SCOPES = ("ingest", "read", "admin")
+SCOPES = ("ingest", "read", "admin", "auditor")
+#: A read-only key for an outside auditor (docs/audited-reads.md): it passes
+#: every check that asks for ``read`` except those that hand out access
+#: (viewer tokens), and it is a key's only scope.
+AUDITOR = "auditor"
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -29,6 +34,19 @@ class NewKey:
 
 def _random(n: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+def grants(scopes: Collection[str], needed: str) -> bool:
+    """A key with ``scopes`` may do what needs ``needed``: the scope itself, or
+    ``read`` through ``auditor``."""
+    return needed in scopes or (needed == "read" and AUDITOR in scopes)
+
+
+def scope_conflict(scopes: Collection[str]) -> str | None:
+    """Why these scopes cannot make one key, or None."""
+    if AUDITOR in scopes and len(set(scopes)) > 1:
+        return "auditor is a key's only scope: it cannot be combined with ingest, read or admin"
+    return None
 
 
 def hash_key(key: str) -> bytes:
@@ -49,6 +67,9 @@ async def create_key(
     bad = [s for s in scopes if s not in SCOPES]
     if bad:
         raise ValueError(f"unknown scopes: {', '.join(bad)}")
+    conflict = scope_conflict(scopes)
+    if conflict:
+        raise ValueError(conflict)
     prefix = _random(10)
     key = f"clk_{prefix}_{_random(32)}"
     key_id = str(uuid.uuid4())
@@ -77,12 +98,12 @@ DEFAULT_RULES = (
 async def create_workspace(
     conn: asyncpg.Connection, name: str, plan: str = "free"
 ) -> tuple[str, NewKey]:
-    """A workspace on ``plan`` and its first key, which has every scope."""
+    """A workspace on ``plan`` and its first key, which has every scope but ``auditor``."""
     workspace_id = str(uuid.uuid4())
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO workspaces (id, name, plan) VALUES ($1, $2, $3)", workspace_id, name, plan
         )
-        key = await create_key(conn, workspace_id, "default", list(SCOPES))
+        key = await create_key(conn, workspace_id, "default", [s for s in SCOPES if s != AUDITOR])
         await conn.execute(DEFAULT_RULES, workspace_id)
     return workspace_id, key

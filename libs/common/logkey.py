@@ -24,6 +24,7 @@ with a receipt and no inclusion by then is evidence against the operator.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,3 +88,67 @@ def open_receipt(note: str, verifier: str) -> Receipt:
 
 def receipt_for(origin: str, received_at: str, include_by: str, ids: Sequence[str]) -> Receipt:
     return Receipt(origin, received_at, include_by, tuple(ids))
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """What an erasure destroyed, signed by the log (docs/privacy.md)::
+
+    chainlog.local/<workspace id>
+    erasure
+    subject "<subject, as a JSON string>"
+    erased_at 2026-11-28T03:40:00.123456Z
+    events 42
+    enrichment kept
+    admin_event 01a2...
+    key 01a2...
+    """
+
+    origin: str
+    subject: str
+    erased_at: str
+    events: int
+    enrichment: str
+    admin_event: str
+    keys: tuple[str, ...]
+
+
+def erasure_body(r: ErasureReceipt) -> str:
+    lines = [
+        r.origin,
+        "erasure",
+        f"subject {json.dumps(r.subject)}",
+        f"erased_at {r.erased_at}",
+        f"events {r.events}",
+        f"enrichment {r.enrichment}",
+        f"admin_event {r.admin_event}",
+    ]
+    lines += [f"key {k}" for k in r.keys]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def open_erasure_receipt(note: str, verifier: str) -> ErasureReceipt:
+    """Verify an erasure receipt's signature and read it; raises checkpoint.NoteError."""
+    lines = notes.open_note(note, verifier)[:-1].split("\n")
+    if len(lines) < 7 or lines[1] != "erasure":
+        raise notes.NoteError("not an erasure receipt")
+    fields = [line.split(" ", 1) for line in lines[2:]]
+    names = [f[0] for f in fields[:5]]
+    if names != ["subject", "erased_at", "events", "enrichment", "admin_event"] or any(
+        f[0] != "key" or len(f) != 2 for f in fields[5:]
+    ):
+        raise notes.NoteError("an erasure receipt names its subject, time, events and keys")
+    try:
+        subject = json.loads(fields[0][1])
+        events = int(fields[2][1])
+    except ValueError:
+        raise notes.NoteError("an erasure receipt's subject or count is malformed") from None
+    return ErasureReceipt(
+        lines[0],
+        str(subject),
+        fields[1][1],
+        events,
+        fields[3][1],
+        fields[4][1],
+        tuple(f[1] for f in fields[5:]),
+    )

@@ -43,6 +43,12 @@ class IngestMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.read_audit_dropped = Counter(
+            "chainlog_ingest_read_audit_dropped",
+            "Read requests left out of the read audit, by reason (full, refused, shutdown)",
+            ["reason"],
+            registry=registry,
+        )
 
 
 class ChainerMetrics:

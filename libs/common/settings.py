@@ -124,6 +124,16 @@ class Settings:
     viewer_frame_ancestors: str
     #: The longest a viewer token may live, in seconds (60 to 86,400).
     viewer_token_max_ttl_s: int
+    #: How often the exporter looks for due schedules and files to deliver
+    #: (services/exporter/schedules.py); also the first delivery retry's wait.
+    schedule_poll_s: int
+    #: Audited reads (docs/audited-reads.md): a workspace's reads are summarised
+    #: per reader, kind and filter over this many seconds, then recorded as one
+    #: admin.read.* event; at most this many summaries wait in memory; and
+    #: whether a workspace that never set ``audit_reads`` has its reads audited.
+    read_audit_window_s: int
+    read_audit_max_groups: int
+    read_audit_default: bool
 
     @property
     def topics(self) -> Names:
@@ -198,6 +208,10 @@ class Settings:
             transparency=_bool(env, "CHAINLOG_TRANSPARENCY", True),
             viewer_frame_ancestors=env.get("CHAINLOG_VIEWER_FRAME_ANCESTORS", "*"),
             viewer_token_max_ttl_s=_int(env, "CHAINLOG_VIEWER_TOKEN_MAX_TTL_SECONDS", 86400, 60),
+            schedule_poll_s=_int(env, "CHAINLOG_SCHEDULE_POLL_SECONDS", 60, 1),
+            read_audit_window_s=_int(env, "CHAINLOG_READ_AUDIT_WINDOW_SECONDS", 60, 1),
+            read_audit_max_groups=_int(env, "CHAINLOG_READ_AUDIT_MAX_GROUPS", 10_000, 1),
+            read_audit_default=_bool(env, "CHAINLOG_READ_AUDIT_DEFAULT", True),
             retention_database_url=env.get(
                 "CHAINLOG_RETENTION_DATABASE_URL",
                 f"postgresql://chainlog_retention@127.0.0.1:{pg_port}/chainlog",

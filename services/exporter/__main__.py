@@ -1,8 +1,9 @@
 """``python -m services.exporter``: settings, build, run until SIGTERM.
 
-One process runs six things on one event loop: the materialiser (Kafka
-into the events table), export jobs, evidence packs, scheduled
-verification, retention, and the Merkle trees with their signed checkpoints.
+One process runs seven things on one event loop: the materialiser (Kafka
+into the events table), export jobs, evidence packs, schedules (their runs
+and deliveries), scheduled verification, retention, and the Merkle trees
+with their signed checkpoints.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from services.exporter.exports import ExportJobs
 from services.exporter.packs import EvidencePacks
 from services.exporter.pipeline import Materialiser
 from services.exporter.retention import Retention
+from services.exporter.schedules import Scheduler
 from services.exporter.transparency import Transparency
 from services.exporter.verification import ScheduledVerification
 from services.ingest.accept import Acceptor
@@ -62,7 +64,16 @@ async def main() -> None:
         load_plans(settings.plans_file),
     )
     packs = EvidencePacks(settings, log, store, pool, secretbox.for_settings(settings))
-    parts: tuple[Part, ...] = (materialiser, jobs, packs, verification, retention)
+    scheduler = Scheduler(
+        settings,
+        log,
+        store,
+        pool,
+        AdminLog(Acceptor(producer, pool, settings.topics.raw)),
+        secretbox.for_settings(settings),
+        producer,
+    )
+    parts: tuple[Part, ...] = (materialiser, jobs, packs, scheduler, verification, retention)
     if settings.transparency:
         parts += (Transparency(settings, log, pool, secretbox.for_settings(settings)),)
     else:

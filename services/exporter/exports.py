@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +30,26 @@ import asyncpg
 import orjson
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from libs.common import kafka
-from libs.common.exportformat import DERIVED_COLUMNS, EVENT_COLUMNS, INTEGER_COLUMNS, JSON_COLUMNS
+from libs.common import kafka, secretbox, subjects
+from libs.common.exportformat import (
+    DERIVED_COLUMNS,
+    EVENT_COLUMNS,
+    INTEGER_COLUMNS,
+    JSON_COLUMNS,
+    PERSONAL_COLUMN,
+    csv_decoder,
+)
 from libs.common.logs import Logger
+from libs.common.sealing import personal
+from libs.common.secretbox import SecretBox
 from libs.common.settings import Settings
 from libs.common.storage import HashingWriter, Storage
 from services.exporter.jobs import LeasedJobs, Output, Written
 from services.ingest.query import EXPORT_FILTERS, filter_clauses
 
 CHUNK = 1 << 20
+SEALED_MARK = b"enc:v1:"
+_KID = re.compile(rb"enc:v1:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):")
 #: Past the pool's 60-second statement timeout: a large export takes longer.
 JOB_TIMEOUT_S = 3600.0
 
@@ -108,6 +122,7 @@ async def write_export(
     path: Path,
     *,
     max_seq: int | None = None,
+    box: SecretBox | None = None,
 ) -> Written:
     """Write the export to ``path``: one snapshot for the rows and their counts.
 
@@ -116,6 +131,8 @@ async def write_export(
     its own file; the halves are then joined. PostgreSQL's parsing of the
     bodies is the cost, and this puts it on two cores. ``max_seq`` leaves
     out later events: files written one after the other then hold the same.
+    With ``box``, a file holding sealed fields gets their readable values
+    (``personal``) in a second pass.
     """
     where, args, violations = filter_clauses(workspace_id, filters, EXPORT_FILTERS)
     if violations:  # checked by the gateway; a stored job is never like this
@@ -167,7 +184,83 @@ async def write_export(
             await asyncio.to_thread(f1.close)
             await asyncio.to_thread(f2.close)
     await asyncio.to_thread(_join, f1, path, second)
-    return Written(n, f1.size, f1.digest.hexdigest(), counts["first"], counts["last"])
+    size, digest = f1.size, f1.digest.hexdigest()
+    if box is not None and n and await _has_subject_keys(pool, workspace_id):
+        size, digest = await _open_personal(pool, box, workspace_id, fmt, path)
+    return Written(n, size, digest, counts["first"], counts["last"])
+
+
+async def _has_subject_keys(pool: asyncpg.Pool, workspace_id: str) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM subject_keys WHERE workspace_id = $1)", workspace_id
+        )
+    )
+
+
+async def _open_personal(
+    pool: asyncpg.Pool, box: SecretBox, workspace_id: str, fmt: str, path: Path
+) -> tuple[int, str]:
+    """Add the ``personal`` column (key) to an export holding sealed fields; (size, sha256).
+
+    One pass finds the subjects' key ids the file holds, one query reads
+    their keys (None for erased ones), a second pass rewrites the file with
+    each row's readable values. The sealed fields stay as hashed, so the
+    file verifies as before.
+    """
+    wanted = await asyncio.to_thread(_sealed_kids, path)
+    keys = await subjects.keys_by_kid(pool, box, workspace_id, wanted)
+    return await asyncio.to_thread(_rewrite_personal, path, fmt, workspace_id, keys)
+
+
+def _sealed_kids(path: Path) -> set[str]:
+    found: set[str] = set()
+    with open(path, "rb") as f:
+        for line in f:
+            if SEALED_MARK in line:
+                found.update(m.decode() for m in _KID.findall(line))
+    return found
+
+
+def _rewrite_personal(
+    path: Path, fmt: str, workspace_id: str, keys: dict[str, bytes | None]
+) -> tuple[int, str]:
+    out = path.with_name(path.name + ".personal")
+    w = HashingWriter(open(out, "wb"))  # noqa: SIM115 (closed below)
+    try:
+        if fmt == "csv":
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                text = io.StringIO()
+                writer = csv.writer(text, lineterminator="\n")
+                header = next(reader)
+                writer.writerow([*header, PERSONAL_COLUMN])
+                decode = csv_decoder(header)
+                for cells in reader:
+                    event, _ = decode(cells)
+                    shown = personal(event, workspace_id, keys)
+                    writer.writerow([*cells, orjson.dumps(shown).decode() if shown else ""])
+                    if text.tell() > CHUNK:
+                        w.write(text.getvalue().encode())
+                        text.seek(0)
+                        text.truncate()
+                w.write(text.getvalue().encode())
+        else:
+            with open(path, "rb") as f:
+                for line in f:
+                    if SEALED_MARK in line:
+                        shown = personal(orjson.loads(line), workspace_id, keys)
+                        if shown:
+                            line = b"%s,%s:%s}\n" % (
+                                line.rstrip(b"\n")[:-1],
+                                orjson.dumps(PERSONAL_COLUMN),
+                                orjson.dumps(shown),
+                            )
+                    w.write(line)
+    finally:
+        w.close()
+    out.replace(path)
+    return w.size, w.digest.hexdigest()
 
 
 def _join(whole: HashingWriter, path: Path, second: Path) -> None:
@@ -189,6 +282,7 @@ class ExportJobs:
         self.log = log
         self.pool = pool
         self.stopping = asyncio.Event()
+        self.box = secretbox.for_settings(settings)
         self.jobs = LeasedJobs("exports", "export", settings, log, storage, pool, self._write)
         self.consumer = kafka.consumer(
             settings,
@@ -232,6 +326,6 @@ class ExportJobs:
         if isinstance(filters, str):
             filters = orjson.loads(filters)
         path = workdir / f"{export_id}.{fmt}"
-        written = await write_export(self.pool, workspace_id, fmt, filters, path)
+        written = await write_export(self.pool, workspace_id, fmt, filters, path, box=self.box)
         media = "text/csv" if fmt == "csv" else "application/x-ndjson"
         return Output(path, f"exports/{workspace_id}/{export_id}.{fmt}", media, written)

@@ -100,7 +100,7 @@ class EvidencePacks:
             self.key = await logkey.load(self.pool, self.box, self.settings.log_name)
         name, private = self.key
         period = Period(workspace_id, job["period_from"], job["period_to"], through)
-        files, events = await gather(self.pool, self.settings, period, workdir)
+        files, events = await gather(self.pool, self.settings, period, workdir, self.box)
         meta = PackMeta(
             pack_id,
             workspace_id,
@@ -152,7 +152,7 @@ class Period:
 
 
 async def gather(
-    pool: asyncpg.Pool, settings: Settings, period: Period, workdir: Path
+    pool: asyncpg.Pool, settings: Settings, period: Period, workdir: Path, box: SecretBox
 ) -> tuple[dict[str, bytes | Path], Written]:
     """Every data file of the pack (``packformat.DATA_FILES``, checkpoint notes), and its events."""
     files: dict[str, bytes | Path] = {}
@@ -164,7 +164,13 @@ async def gather(
     ):
         path = files[name] = workdir / name
         written[name] = await write_export(
-            pool, period.workspace_id, fmt, period.filters(**more), path, max_seq=period.through
+            pool,
+            period.workspace_id,
+            fmt,
+            period.filters(**more),
+            path,
+            max_seq=period.through,
+            box=box,
         )
     events = written["events.jsonl"]
     files["verification.json"] = json_bytes(await _verification(pool, settings, period, events))

@@ -15,15 +15,23 @@ keeps everything):
    Files are stored before anything is removed.
 3. One transaction, connected as the retention role
    (``CHAINLOG_RETENTION_DATABASE_URL``): records the archives, moves the
-   workspace's anchor to the last archived event, and deletes the range.
-   The table's trigger lets only that role delete, and only at or below
-   the anchor; UPDATE and TRUNCATE stay refused for everyone.
+   workspace's anchor to the last archived event, and deletes everything
+   at or below the anchor that no active legal hold matches
+   (``chainlog_event_held``, libs/common/holds.py). The table's triggers
+   let only that role delete, only at or below the anchor, and never a
+   held event; UPDATE and TRUNCATE stay refused for everyone.
 4. The run is an admin event (``admin.retention.archived``) in the
-   workspace's own chain, published before the commit.
+   workspace's own chain, published before the commit; it says what was
+   kept and under which hold.
+
+Held events are archived like the rest (an archive is a whole seq range)
+and stay in the table below the anchor: "held islands". A later run deletes
+the islands whose holds were released, even with no new range to archive.
 
 The chain still verifies: ``GET /api/v1/verify`` and the scheduled runs
-start from the anchor, and the archive files plus a later export verify
-offline as one chain (``chainlog verify-export``).
+start from the anchor and check each island on its own, and the archive
+files plus a later export verify offline as one chain (``chainlog
+verify-export``; docs/legal-holds.md for an export holding islands).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from libs.common import holds
 from libs.common.chain import ZERO_HASH
 from libs.common.exportformat import jsonl_line
 from libs.common.logs import Logger
@@ -193,8 +202,8 @@ class Retention:
             else:
                 upto = first_kept - 1
             if upto is None or upto <= after:
-                return None
-            archives = await self._archive(conn, workspace_id, after, upto)
+                upto = after  # nothing new to archive; released islands may still go
+            archives = await self._archive(conn, workspace_id, after, upto) if upto > after else []
             await conn.executemany(
                 "INSERT INTO archives (id, workspace_id, day, first_seq, last_seq,"
                 " first_prev_hash, last_hash, rows, location, sha256)"
@@ -215,25 +224,42 @@ class Retention:
                     for a in archives
                 ],
             )
-            last = archives[-1]
-            await conn.execute(
-                "INSERT INTO chain_anchors (workspace_id, seq, hash) VALUES ($1, $2, $3)"
-                " ON CONFLICT (workspace_id) DO UPDATE SET seq = EXCLUDED.seq,"
-                " hash = EXCLUDED.hash, updated_at = now()",
-                workspace_id,
-                last.last_seq,
-                bytes.fromhex(last.last_hash),
-            )
+            if archives:
+                new_anchor = (archives[-1].last_seq, archives[-1].last_hash)
+                await conn.execute(
+                    "INSERT INTO chain_anchors (workspace_id, seq, hash) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (workspace_id) DO UPDATE SET seq = EXCLUDED.seq,"
+                    " hash = EXCLUDED.hash, updated_at = now()",
+                    workspace_id,
+                    new_anchor[0],
+                    bytes.fromhex(new_anchor[1]),
+                )
+            elif anchor is not None:
+                new_anchor = (anchor["seq"], anchor["hash"].hex())
+            else:
+                return None
+            # The range and the islands of released holds: everything archived
+            # that no active hold keeps.
             removed = await conn.execute(
-                "DELETE FROM events WHERE workspace_id = $1 AND seq > $2 AND seq <= $3",
+                "DELETE FROM events e WHERE e.workspace_id = $1 AND e.seq <= $2"
+                " AND NOT chainlog_event_held(e)",
                 workspace_id,
-                after,
+                upto,
+            )
+            events_removed = int(removed.split()[-1])
+            if not archives and not events_removed:
+                return None
+            kept = await conn.fetchval(
+                "SELECT count(*) FROM events WHERE workspace_id = $1 AND seq <= $2",
+                workspace_id,
                 upto,
             )
             summary = {
                 "cutoff": cutoff.isoformat(),
-                "anchor": {"seq": last.last_seq, "hash": last.last_hash},
-                "events_removed": int(removed.split()[-1]),
+                "anchor": {"seq": new_anchor[0], "hash": new_anchor[1]},
+                "events_removed": events_removed,
+                "kept": kept,
+                "holds": await holds.kept_by_hold(conn, workspace_id, upto),
                 "archives": [
                     {k: v for k, v in a.manifest(workspace_id).items() if k != "checkpoint"}
                     | {"key": a.key}
@@ -248,13 +274,16 @@ class Retention:
                 "workspace",
                 workspace_id,
                 before={"anchor_seq": after},
-                after={k: summary[k] for k in ("cutoff", "anchor", "events_removed")}
+                after={
+                    k: summary[k] for k in ("cutoff", "anchor", "events_removed", "kept", "holds")
+                }
                 | {"archives": [a.key for a in archives]},
             )
         self.log.info(
             "retention.archived",
             workspace_id=workspace_id,
             events=summary["events_removed"],
+            kept=summary["kept"],
             files=len(archives),
         )
         return summary

@@ -133,6 +133,8 @@ class ScheduledVerification:
                 "events_checked": result["events_checked"],
                 "valid": result["valid"],
                 "breaks": result["breaks"],
+                # Legal holds' islands below the anchor, checked on their own (full runs).
+                "held": result.get("held"),
             }
             await lock.execute(
                 "INSERT INTO verifications (id, workspace_id, kind, started_at, finished_at,"
@@ -176,6 +178,7 @@ class ScheduledVerification:
             events_checked=run["events_checked"],
             valid=run["valid"],
             breaks=len(run["breaks"]),
+            held=run["held"]["count"] if run["held"] else None,
         )
         return run
 

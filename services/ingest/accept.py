@@ -17,8 +17,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from libs.common import errors
+from libs.common import errors, subjects
 from libs.common.event import ADMIN_CATEGORY, validate_event
+from libs.common.sealing import Privacy, seal_event
+from libs.common.secretbox import SecretBox
 from libs.common.timeutil import format_epoch_us, uuid7_batch
 from services.ingest.schemas import SchemaSet
 
@@ -67,10 +69,18 @@ _ACK = "UPDATE idempotency_keys SET acked = true WHERE workspace_id = $1 AND key
 
 
 class Acceptor:
-    def __init__(self, producer: AIOKafkaProducer, pool: asyncpg.Pool, raw_topic: str) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        pool: asyncpg.Pool,
+        raw_topic: str,
+        box: SecretBox | None = None,
+    ) -> None:
         self.raw_topic = raw_topic
         self.producer = producer
         self.pool = pool
+        #: Opens subjects' keys; needed only for workspaces with privacy on.
+        self.box = box
 
     async def accept(
         self,
@@ -81,11 +91,15 @@ class Acceptor:
         schemas: SchemaSet | None = None,
         strict: bool = False,
         system: bool = False,
+        privacy: Privacy | None = None,
     ) -> Outcome:
-        """Validate, check against the workspace's schemas, publish.
+        """Validate, check against the workspace's schemas, seal, publish.
 
         ``system`` is for Chainlog's own admin events: only they may use the
         ``admin`` category and ``admin.`` actions, and schemas do not apply.
+        With ``privacy``, each event's personal fields are sealed under its
+        subject's key before the record is built: no plaintext of them ever
+        reaches Kafka (docs/privacy.md).
         """
         out = Outcome()
         valid: list[tuple[int, dict[str, Any]]] = []
@@ -131,6 +145,8 @@ class Acceptor:
         if keyed:
             duplicates = await self._reserve(workspace_id, keyed, out)
         to_send = [ev for i, ev in valid if i not in duplicates]
+        if to_send and privacy is not None:
+            await self._seal(workspace_id, privacy, to_send)
         if to_send:
             record = orjson.dumps({"workspace_id": workspace_id, "events": to_send})
             try:
@@ -148,6 +164,26 @@ class Acceptor:
                 out.results[i] = {"index": i, "id": ev["id"], "status": "queued"}
                 out.accepted += 1
         return out
+
+    async def _seal(
+        self, workspace_id: str, privacy: Privacy, events: list[dict[str, Any]]
+    ) -> None:
+        if self.box is None:
+            raise RuntimeError("privacy is on but the gateway has no master key")
+        sealed = [ev for ev in events if privacy.personal_paths(ev)]
+        if not sealed:
+            return
+        try:
+            keys = await subjects.live_keys(
+                self.pool, self.box, workspace_id, (privacy.subject_of(ev) for ev in sealed)
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise errors.Pushback(
+                f"subjects' keys are unavailable ({type(exc).__name__}); retry"
+            ) from None
+        for ev in sealed:
+            kid, key = keys[privacy.subject_of(ev)]
+            seal_event(ev, privacy, workspace_id, kid, key)
 
     async def _reserve(
         self, workspace_id: str, keyed: list[tuple[int, dict[str, Any]]], out: Outcome

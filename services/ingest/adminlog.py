@@ -36,6 +36,10 @@ class Actor:
     user_agent: str | None = None
 
 
+class AdminEventRefused(RuntimeError):
+    """The pipeline refused the admin event itself (not back-pressure): a retry would not help."""
+
+
 class AdminLog:
     def __init__(self, acceptor: Acceptor) -> None:
         self.acceptor = acceptor
@@ -70,7 +74,7 @@ class AdminLog:
         outcome = await self.acceptor.accept(workspace_id, [event], "", system=True)
         result = outcome.results[0]
         if result.get("status") != "queued":
-            raise RuntimeError(f"admin event refused: {result}")
+            raise AdminEventRefused(f"admin event refused: {result}")
         return str(result["id"])
 
 

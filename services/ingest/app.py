@@ -37,10 +37,13 @@ from services.ingest import (
     console,
     console_api,
     exports_api,
+    holds_api,
     manage,
     packs_api,
+    privacy_api,
     proofs_api,
     query,
+    schedules_api,
     streams_api,
 )
 from services.ingest.accept import Acceptor, Outcome
@@ -49,6 +52,7 @@ from services.ingest.auth import KeyCache, Principal
 from services.ingest.instrument import RequestMetrics
 from services.ingest.manage import Change
 from services.ingest.ratelimit import Decision, RateLimiter
+from services.ingest.readaudit import ReadAudit, Reader
 from services.ingest.tenancy import Tenant, TenantCache, client_ip, parse_networks
 from services.ingest.verify import verify as verify_chain
 
@@ -106,10 +110,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await producer.start()
         state.update(pool=pool, producer=producer, keys=KeyCache(pool, settings.key_cache_seconds))
-        state["acceptor"] = Acceptor(producer, pool, settings.topics.raw)
         state["secrets"] = secretbox.for_settings(settings)
+        state["acceptor"] = Acceptor(producer, pool, settings.topics.raw, state["secrets"])
         state["storage"] = storage.from_settings(settings)
         state["admin"] = AdminLog(state["acceptor"])
+        # Reads of the log, summarised into admin.read.* events (docs/audited-reads.md).
+        reads = ReadAudit(
+            state["admin"],
+            window_s=settings.read_audit_window_s,
+            max_groups=settings.read_audit_max_groups,
+            default_on=settings.read_audit_default,
+            dropped=metrics.read_audit_dropped,
+            log=log,
+        )
+        reads.start()
+        state["reads"] = reads
         state["tenants"] = TenantCache(pool, plans, settings.key_cache_seconds)
         state["viewer_tokens"] = console_api.ViewerTokens(
             state["secrets"], settings.viewer_token_max_ttl_s
@@ -131,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await reads.close()  # while the producer still runs
             if workers is not None:
                 workers.shutdown(cancel_futures=True)
             await limiter.stop()
@@ -203,17 +219,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             user_agent=request.headers.get("user-agent"),
         )
 
+    async def reader(request: Request) -> tuple[Principal, Reader]:
+        """A key that may read, and how its read is noted (services/ingest/readaudit.py)."""
+        who, tenant = await authorize(request, "read")
+        admit(who, tenant)
+        reads: ReadAudit = state["reads"]
+        return who, reads.reader(who.workspace_id, actor(request, who), tenant.audit_reads)
+
     async def change(
         request: Request,
         who: Principal,
         action: str,
         resource: str,
         op: Callable[[asyncpg.Connection], Awaitable[Change]],
+        then: Callable[[asyncpg.Connection, str], Awaitable[Any]] | None = None,
     ) -> Any:
-        """Apply a management change and record it in the admin audit log, atomically."""
+        """Apply a management change and record it in the admin audit log, atomically.
+
+        ``then`` runs in the same transaction with the admin event's id, and
+        its result is the answer (an erasure's receipt names that event).
+        """
         async with state["pool"].acquire() as conn, conn.transaction():
             done = await op(conn)
-            await state["admin"].record(
+            event_id = await state["admin"].record(
                 who.workspace_id,
                 actor(request, who),
                 action,
@@ -222,8 +250,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 before=done.before,
                 after=done.after,
             )
+            result = done.result if then is None else await then(conn, event_id)
         state["tenants"].invalidate(who.workspace_id)
-        return done.result
+        return result
 
     console.mount(app, viewer_frame_ancestors=settings.viewer_frame_ancestors)
 
@@ -272,6 +301,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             prefix,
             schemas=tenant.schemas,
             strict=tenant.schema_mode == "strict",
+            privacy=tenant.privacy,
         )
         count(outcome)
         return outcome, decision
@@ -346,21 +376,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/v1/events")
     async def get_events(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await query.list_events(state["pool"], who.workspace_id, request.query_params)
+        who, noted = await reader(request)
+        page = await query.list_events(
+            state["pool"], who.workspace_id, request.query_params, state["secrets"]
         )
+        noted("events", request.query_params, len(page["data"]))
+        return json_response(page)
 
     @app.get("/api/v1/stats/activity")
     async def get_activity(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await console_api.activity(state["pool"], who.workspace_id, request.query_params)
-        )
+        who, noted = await reader(request)
+        doc = await console_api.activity(state["pool"], who.workspace_id, request.query_params)
+        noted("activity", request.query_params, len(doc["hours"]))
+        return json_response(doc)
 
     @app.post("/api/v1/viewer-tokens")
     async def create_viewer_token(request: Request) -> Response:
         who = await principal(request, "read")
+        who.refuse_auditor("mint viewer tokens: a token hands out access to the log")
         tokens: console_api.ViewerTokens = state["viewer_tokens"]
         tenant_id, actor_id, ttl = tokens.parse_request(
             await read_json(request, MANAGEMENT_BODY_BYTES)
@@ -376,19 +409,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         doc = await change(request, who, "viewer_token.created", "viewer_token", mint)
         return json_response(doc, 201)
 
-    async def viewer(request: Request) -> console_api.ViewerScope:
-        """The viewer token's scope, counted against its workspace's rate limit."""
+    async def viewer(request: Request) -> tuple[console_api.ViewerScope, Reader]:
+        """The viewer token's scope, counted against its workspace's rate limit, and
+        how its reads are noted (the reader is the token's id, never the token)."""
         tokens: console_api.ViewerTokens = state["viewer_tokens"]
         scope = tokens.open(request.headers.get("authorization"))
         tenant: Tenant = await state["tenants"].get(scope.workspace_id)
         decision: Decision = state["limiter"].check(scope.workspace_id, tenant.limits, 0)
         if not decision.allowed:
             raise errors.ApiError(429, "rate_limited", decision.reason, headers=decision.headers())
-        return scope
+        token = Actor(
+            id=f"viewer_token:{scope.token_id}",
+            type="viewer_token",
+            name=f"tenant:{scope.tenant_id}",
+            ip=client_ip(request, trusted),
+            user_agent=request.headers.get("user-agent"),
+        )
+        reads: ReadAudit = state["reads"]
+        return scope, reads.reader(scope.workspace_id, token, tenant.audit_reads)
 
     @app.get("/api/v1/viewer/scope")
     async def viewer_scope(request: Request) -> Response:
-        scope = await viewer(request)
+        scope, _ = await viewer(request)  # names the scope; no event is read
         name = await state["pool"].fetchval(
             "SELECT name FROM workspaces WHERE id = $1", scope.workspace_id
         )
@@ -396,15 +438,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/v1/viewer/events")
     async def viewer_events(request: Request) -> Response:
-        scope = await viewer(request)
+        scope, noted = await viewer(request)
         params = console_api.scoped_params(scope, request.query_params)
-        return json_response(await query.list_events(state["pool"], scope.workspace_id, params))
+        page = await query.list_events(state["pool"], scope.workspace_id, params, state["secrets"])
+        noted("viewer_events", params, len(page["data"]))
+        return json_response(page)
 
     @app.get("/api/v1/viewer/events.csv")
     async def viewer_events_csv(request: Request) -> Response:
-        scope = await viewer(request)
+        scope, noted = await viewer(request)
         params = console_api.scoped_params(scope, request.query_params)
-        stream = console_api.viewer_csv(state["pool"], scope, params)
+        stream = console_api.viewer_csv(
+            state["pool"], scope, params, lambda rows: noted("viewer_csv", params, rows)
+        )
         first = await anext(stream)  # a bad filter is a 422 before the 200
         return StreamingResponse(
             _chain(first, stream),
@@ -414,12 +460,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/v1/events/{event_id}")
     async def get_event(request: Request, event_id: str) -> Response:
-        who = await principal(request, "read")
-        return json_response(await query.get_event(state["pool"], who.workspace_id, event_id))
+        who, noted = await reader(request)
+        doc = await query.get_event(state["pool"], who.workspace_id, event_id, state["secrets"])
+        noted("event", {}, 1, item=doc["id"])
+        return json_response(doc)
 
     @app.get("/api/v1/verify")
     async def verify(request: Request) -> Response:
-        who = await principal(request, "read")
+        who, noted = await reader(request)
         result = await verify_chain(
             state["pool"],
             who.workspace_id,
@@ -429,6 +477,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dsn=settings.database_url,
             parallel_min=settings.verify_parallel_min,
         )
+        span = {k: v for k, v in request.query_params.items() if k in ("from_seq", "to_seq")}
+        noted("verify", span, result["events_checked"])
         return json_response(result)
 
     # -- exports and scheduled verification (issue 6) -----------------------------
@@ -456,24 +506,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/v1/exports")
     async def list_exports(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await exports_api.list_exports(state["pool"], who.workspace_id, settings.public_url)
-        )
+        who, noted = await reader(request)
+        doc = await exports_api.list_exports(state["pool"], who.workspace_id, settings.public_url)
+        noted("exports", {}, len(doc["data"]))
+        return json_response(doc)
 
     @app.get("/api/v1/exports/{export_id}")
     async def get_export(request: Request, export_id: str) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await exports_api.get(state["pool"], who.workspace_id, export_id, settings.public_url)
-        )
+        who, noted = await reader(request)
+        doc = await exports_api.get(state["pool"], who.workspace_id, export_id, settings.public_url)
+        noted("exports", {}, 1, item=doc["id"])
+        return json_response(doc)
 
     @app.get("/api/v1/exports/{export_id}/download")
     async def download_export(request: Request, export_id: str) -> Response:
-        who = await principal(request, "read")
+        who, noted = await reader(request)
         key, name, size, digest = await exports_api.download(
             state["pool"], who.workspace_id, export_id
         )
+        if noted.on:
+            job = await exports_api.get(
+                state["pool"], who.workspace_id, export_id, settings.public_url
+            )
+            noted("export_download", {}, job["total_rows"] or 0, job["id"])
         media = "text/csv; charset=utf-8" if name.endswith(".csv") else "application/x-ndjson"
         return stored_file(key, name, size, digest, media)
 
@@ -491,12 +546,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/v1/verifications")
     async def list_verifications(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await exports_api.list_verifications(
-                state["pool"], who.workspace_id, request.query_params
-            )
+        who, noted = await reader(request)
+        doc = await exports_api.list_verifications(
+            state["pool"], who.workspace_id, request.query_params
         )
+        noted("verifications", request.query_params, len(doc["data"]))
+        return json_response(doc)
 
     # -- evidence packs (issue 10) --------------------------------------------
 
@@ -516,25 +571,67 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/v1/evidence-packs")
     async def list_evidence_packs(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await packs_api.list_packs(state["pool"], who.workspace_id, settings.public_url)
-        )
+        who, noted = await reader(request)
+        doc = await packs_api.list_packs(state["pool"], who.workspace_id, settings.public_url)
+        noted("evidence_packs", {}, len(doc["data"]))
+        return json_response(doc)
 
     @app.get("/api/v1/evidence-packs/{pack_id}")
     async def get_evidence_pack(request: Request, pack_id: str) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await packs_api.get(state["pool"], who.workspace_id, pack_id, settings.public_url)
-        )
+        who, noted = await reader(request)
+        doc = await packs_api.get(state["pool"], who.workspace_id, pack_id, settings.public_url)
+        noted("evidence_packs", {}, 1, item=doc["id"])
+        return json_response(doc)
 
     @app.get("/api/v1/evidence-packs/{pack_id}/download")
     async def download_evidence_pack(request: Request, pack_id: str) -> Response:
-        who = await principal(request, "read")
+        who, noted = await reader(request)
         key, name, size, digest = await packs_api.download(state["pool"], who.workspace_id, pack_id)
+        if noted.on:
+            pack = await packs_api.get(
+                state["pool"], who.workspace_id, pack_id, settings.public_url
+            )
+            rows = pack["total_events"] or 0
+            noted("evidence_pack_download", {}, rows, pack["id"])
         return stored_file(key, name, size, digest, "application/zip")
 
     # -- checkpoints and proofs (issue 7) -------------------------------------
+
+    @app.get("/api/v1/privacy")
+    async def get_privacy(request: Request) -> Response:
+        who = await principal(request, "read")
+        return json_response(await privacy_api.get_settings(state["pool"], who.workspace_id))
+
+    @app.put("/api/v1/privacy")
+    async def put_privacy(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        op = privacy_api.put_settings(who.workspace_id, body)
+        return json_response(await change(request, who, "privacy.updated", "workspace", op))
+
+    @app.post("/api/v1/subjects/{subject}/erase")
+    async def erase_subject(request: Request, subject: str) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES) if await request.body() else None
+        if "log_key" not in state:
+            state["log_key"] = await logkey.load(state["pool"], state["secrets"], settings.log_name)
+        erasure = privacy_api.Erasure(
+            who.workspace_id,
+            subject,
+            body,
+            f"api_key:{who.prefix}",
+            settings.log_name,
+            state["log_key"],
+        )
+        done = await change(
+            request, who, "subject.erased", "subject", erasure.op, then=erasure.receipt
+        )
+        return json_response(done, 200)
+
+    @app.get("/api/v1/erasures")
+    async def list_erasures(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await privacy_api.list_erasures(state["pool"], who.workspace_id))
 
     @app.get("/api/v1/log-key")
     async def get_log_key(request: Request) -> Response:
@@ -545,29 +642,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/v1/checkpoints/latest")
     async def latest_checkpoint(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(await proofs_api.latest(state["pool"], who.workspace_id))
+        who, noted = await reader(request)
+        doc = await proofs_api.latest(state["pool"], who.workspace_id)
+        noted("proofs", {"proof": "checkpoint_latest"}, 1)
+        return json_response(doc)
 
     @app.get("/api/v1/checkpoints")
     async def list_checkpoints(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await proofs_api.list_checkpoints(state["pool"], who.workspace_id, request.query_params)
+        who, noted = await reader(request)
+        doc = await proofs_api.list_checkpoints(
+            state["pool"], who.workspace_id, request.query_params
         )
+        noted("proofs", {"proof": "checkpoints", **request.query_params}, len(doc["data"]))
+        return json_response(doc)
 
     @app.get("/api/v1/proofs/inclusion")
     async def inclusion_proof(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await proofs_api.inclusion(state["pool"], who.workspace_id, request.query_params)
-        )
+        who, noted = await reader(request)
+        doc = await proofs_api.inclusion(state["pool"], who.workspace_id, request.query_params)
+        noted("proofs", {"proof": "inclusion"}, 1, item=request.query_params["event_id"])
+        return json_response(doc)
 
     @app.get("/api/v1/proofs/consistency")
     async def consistency_proof(request: Request) -> Response:
-        who = await principal(request, "read")
-        return json_response(
-            await proofs_api.consistency(state["pool"], who.workspace_id, request.query_params)
-        )
+        who, noted = await reader(request)
+        doc = await proofs_api.consistency(state["pool"], who.workspace_id, request.query_params)
+        sizes = f"{request.query_params.get('first')}..{request.query_params.get('second')}"
+        noted("proofs", {"proof": "consistency"}, 1, item=sizes)
+        return json_response(doc)
 
     # -- alerts (issue 3) -----------------------------------------------------
 
@@ -669,7 +771,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         who, tenant = await authorize(request, "read")
         admit(who, tenant)
         return json_response(
-            await manage.workspace_document(state["pool"], who.workspace_id, tenant.plan)
+            await manage.workspace_document(
+                state["pool"], who.workspace_id, tenant.plan, settings.read_audit_default
+            )
         )
 
     @app.patch("/api/v1/workspace")
@@ -683,7 +787,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 who,
                 "workspace.updated",
                 "workspace",
-                lambda c: manage.update_workspace(c, who.workspace_id, body, tenant.plan),
+                lambda c: manage.update_workspace(
+                    c, who.workspace_id, body, tenant.plan, settings.read_audit_default
+                ),
             )
         )
 
@@ -920,6 +1026,88 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 allow_private=settings.allow_private_destinations,
             )
         )
+
+    # -- legal holds (issue 12): events retention keeps, subjects erasure refuses --
+
+    @app.post("/api/v1/legal-holds")
+    async def create_legal_hold(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        created = await change(
+            request,
+            who,
+            "legal_hold.created",
+            "legal_hold",
+            lambda c: holds_api.create(c, who.workspace_id, body, actor(request, who).id),
+        )
+        return json_response(created, 201)
+
+    @app.get("/api/v1/legal-holds")
+    async def list_legal_holds(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await holds_api.list_holds(state["pool"], who.workspace_id))
+
+    @app.get("/api/v1/legal-holds/{hold_id}")
+    async def get_legal_hold(request: Request, hold_id: str) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await holds_api.get(state["pool"], who.workspace_id, hold_id))
+
+    @app.post("/api/v1/legal-holds/{hold_id}/release")
+    async def release_legal_hold(request: Request, hold_id: str) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        released = await change(
+            request,
+            who,
+            "legal_hold.released",
+            "legal_hold",
+            lambda c: holds_api.release(c, who.workspace_id, hold_id, body, actor(request, who).id),
+        )
+        return json_response(released)
+
+    # -- schedules (issue 12): exports and evidence packs into the workspace's bucket --
+
+    @app.post("/api/v1/schedules")
+    async def create_schedule(request: Request) -> Response:
+        who = await principal(request, "admin")
+        body = await read_json(request, MANAGEMENT_BODY_BYTES)
+        created = await change(
+            request,
+            who,
+            "schedule.created",
+            "schedule",
+            lambda c: schedules_api.create(
+                c,
+                state["secrets"],
+                who.workspace_id,
+                body,
+                actor(request, who).id,
+                allow_private=settings.allow_private_destinations,
+            ),
+        )
+        return json_response(created, 201)
+
+    @app.get("/api/v1/schedules")
+    async def list_schedules(request: Request) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await schedules_api.list_schedules(state["pool"], who.workspace_id))
+
+    @app.get("/api/v1/schedules/{schedule_id}")
+    async def get_schedule(request: Request, schedule_id: str) -> Response:
+        who = await principal(request, "admin")
+        return json_response(await schedules_api.get(state["pool"], who.workspace_id, schedule_id))
+
+    @app.delete("/api/v1/schedules/{schedule_id}")
+    async def disable_schedule(request: Request, schedule_id: str) -> Response:
+        who = await principal(request, "admin")
+        await change(
+            request,
+            who,
+            "schedule.disabled",
+            "schedule",
+            lambda c: schedules_api.disable(c, who.workspace_id, schedule_id),
+        )
+        return Response(status_code=204)
 
     @app.put("/api/v1/operator/workspaces/{workspace_id}/plan")
     async def operator_set_plan(request: Request, workspace_id: str) -> Response:

@@ -26,8 +26,14 @@ class Principal:
     name: str = ""
 
     def require(self, scope: str) -> None:
-        if scope not in self.scopes:
+        """403 unless the key has ``scope`` (``read`` is also met by ``auditor``)."""
+        if not keys.grants(self.scopes, scope):
             raise errors.forbidden(f"this API key lacks the '{scope}' scope")
+
+    def refuse_auditor(self, what: str) -> None:
+        """403 for an auditor key on a read-scope route that changes something."""
+        if keys.AUDITOR in self.scopes:
+            raise errors.forbidden(f"an auditor key cannot {what}")
 
 
 class KeyCache:

@@ -24,7 +24,7 @@ import hmac
 import io
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -134,6 +134,8 @@ class ViewerScope:
     tenant_id: str
     actor_id: str | None
     expires_at: int  # epoch seconds
+    #: Names the token in the admin log (never the token itself).
+    token_id: str | None = None
 
     def document(self) -> dict[str, Any]:
         return {
@@ -194,8 +196,8 @@ class ViewerTokens:
         self, workspace_id: str, tenant_id: str, actor_id: str | None, ttl: int
     ) -> tuple[str, str, ViewerScope]:
         """(token, token id, scope); the id names the token in the admin log."""
-        scope = ViewerScope(workspace_id, tenant_id, actor_id, int(time.time()) + ttl)
         token_id = _b64(os.urandom(9))
+        scope = ViewerScope(workspace_id, tenant_id, actor_id, int(time.time()) + ttl, token_id)
         payload = _b64(
             orjson.dumps(
                 {
@@ -221,7 +223,7 @@ class ViewerTokens:
             raise errors.ApiError(401, "unauthorized", "this viewer token is not valid")
         try:
             doc = orjson.loads(_unb64(payload))
-            scope = ViewerScope(str(doc["w"]), str(doc["t"]), doc["a"], int(doc["e"]))
+            scope = ViewerScope(str(doc["w"]), str(doc["t"]), doc["a"], int(doc["e"]), doc.get("n"))
         except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
             raise errors.ApiError(401, "unauthorized", "this viewer token is not valid") from None
         if scope.expires_at <= (time.time() if now is None else now):
@@ -250,12 +252,16 @@ def scoped_params(scope: ViewerScope, params: Mapping[str, str]) -> dict[str, st
 
 
 async def viewer_csv(
-    pool: asyncpg.Pool, scope: ViewerScope, params: Mapping[str, str]
+    pool: asyncpg.Pool,
+    scope: ViewerScope,
+    params: Mapping[str, str],
+    counted: Callable[[int], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """The newest ``CSV_MAX_ROWS`` events the viewer shows, as CSV in the export columns.
 
     Written oldest first, like an export, so ``chainlog verify-export
     --filtered`` checks every row's hash and the links between neighbours.
+    ``counted`` is told the number of rows before the first chunk is yielded.
     """
     page = {
         k: v
@@ -276,6 +282,8 @@ async def viewer_csv(
         if len(rows) <= size:
             break
         cursor = query.next_cursor(rows[size - 1], page)
+    if counted is not None:
+        counted(taken)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)

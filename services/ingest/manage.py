@@ -25,7 +25,7 @@ from libs.common.timeutil import format_ts, uuid7
 from services.ingest.schemas import validate_schema_definition
 from services.ingest.tenancy import within
 
-ROLES = ("owner", "admin", "viewer")
+ROLES = ("owner", "admin", "viewer", "auditor")
 SCHEMA_MODES = ("strict", "permissive")
 _EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\Z")
 MAX_NAME = 200
@@ -96,6 +96,8 @@ async def create_key(
         or len(set(scopes)) != len(scopes)
     ):
         v.append(bad("scopes", "scopes must be a non-empty list of: " + ", ".join(keys.SCOPES)))
+    elif conflict := keys.scope_conflict(scopes):
+        v.append(bad("scopes", conflict))
     if v:
         raise errors.validation_failed(v)
     assert isinstance(name, str) and isinstance(scopes, list)
@@ -336,25 +338,35 @@ async def remove_allowlist(
 
 
 async def workspace_document(
-    conn: asyncpg.Connection | asyncpg.Pool, workspace_id: str, plan: Plan
+    conn: asyncpg.Connection | asyncpg.Pool,
+    workspace_id: str,
+    plan: Plan,
+    audit_reads_default: bool = True,
 ) -> dict[str, Any]:
+    """The workspace's options; ``audit_reads`` never set follows the deployment's default."""
     row = await conn.fetchrow(
-        "SELECT id, name, plan, schema_mode, created_at FROM workspaces WHERE id = $1",
+        "SELECT id, name, plan, schema_mode, audit_reads, created_at FROM workspaces WHERE id = $1",
         workspace_id,
     )
+    audit_reads = row["audit_reads"]
     return {
         "id": str(row["id"]),
         "name": row["name"],
         "plan": to_dict(plan),
         "schema_mode": row["schema_mode"],
+        "audit_reads": audit_reads_default if audit_reads is None else audit_reads,
         "created_at": _ts(row["created_at"]),
     }
 
 
 async def update_workspace(
-    conn: asyncpg.Connection, workspace_id: str, body: Any, plan: Plan
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    body: Any,
+    plan: Plan,
+    audit_reads_default: bool = True,
 ) -> Change:
-    v = _object(body, ("name", "schema_mode"), "the workspace's options")
+    v = _object(body, ("name", "schema_mode", "audit_reads"), "the workspace's options")
     if isinstance(body, dict):
         if "name" in body and (
             not isinstance(body["name"], str)
@@ -366,9 +378,11 @@ async def update_workspace(
             )
         if "schema_mode" in body and body["schema_mode"] not in SCHEMA_MODES:
             v.append(bad("schema_mode", "schema_mode must be strict or permissive"))
+        if "audit_reads" in body and not isinstance(body["audit_reads"], bool):
+            v.append(bad("audit_reads", "audit_reads must be true or false"))
     if v:
         raise errors.validation_failed(v)
-    before = await workspace_document(conn, workspace_id, plan)
+    before = await workspace_document(conn, workspace_id, plan, audit_reads_default)
     if "name" in body:
         await conn.execute(
             "UPDATE workspaces SET name = $2 WHERE id = $1", workspace_id, body["name"].strip()
@@ -379,7 +393,13 @@ async def update_workspace(
             workspace_id,
             body["schema_mode"],
         )
-    after = await workspace_document(conn, workspace_id, plan)
+    if "audit_reads" in body:
+        await conn.execute(
+            "UPDATE workspaces SET audit_reads = $2 WHERE id = $1",
+            workspace_id,
+            body["audit_reads"],
+        )
+    after = await workspace_document(conn, workspace_id, plan, audit_reads_default)
     return Change(after, workspace_id, before=before, after=after)
 
 

@@ -58,24 +58,31 @@ def parse_request(body: Any) -> tuple[datetime, datetime, list[str]]:
             violations.append({"field": name, "message": f"{name} {exc}"})
     if len(bounds) == 2 and bounds["from"] >= bounds["to"]:
         violations.append({"field": "to", "message": "to must be after from"})
-    controls = body.get("controls")
+    controls = parse_controls(body.get("controls"))
+    if controls is None:
+        violations.append({"field": "controls", "message": CONTROLS_MESSAGE})
+    if violations:
+        raise errors.validation_failed(violations)
+    assert controls is not None
+    return bounds["from"], bounds["to"], controls
+
+
+CONTROLS_MESSAGE = "controls must be a non-empty list of distinct SOC 2 common criteria: " + (
+    ", ".join(CONTROLS)
+)
+
+
+def parse_controls(controls: Any) -> list[str] | None:
+    """The controls in CC order; None unless a non-empty list of distinct known ones
+    (also for scheduled packs, ``services/ingest/schedules_api.py``)."""
     if (
         not isinstance(controls, list)
         or not controls
         or any(not isinstance(c, str) or c not in CONTROLS for c in controls)
         or len(set(controls)) != len(controls)
     ):
-        violations.append(
-            {
-                "field": "controls",
-                "message": "controls must be a non-empty list of distinct SOC 2 common criteria: "
-                + ", ".join(CONTROLS),
-            }
-        )
-    if violations:
-        raise errors.validation_failed(violations)
-    assert isinstance(controls, list)
-    return bounds["from"], bounds["to"], [c for c in CONTROLS if c in controls]
+        return None
+    return [c for c in CONTROLS if c in controls]
 
 
 async def create(

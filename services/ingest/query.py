@@ -1,25 +1,29 @@
 """Reading events back: filters, cursor paging, one event.
 
 Every event served is the stored canonical body (what was hashed) plus
-``hash`` and the derived, unhashed ``ip_country`` and ``ip_city``.
+``hash`` and the derived, unhashed ``ip_country`` and ``ip_city`` (and
+``personal`` for an event with sealed fields, docs/privacy.md).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import orjson
 
-from libs.common import errors
+from libs.common import errors, subjects
+from libs.common.sealing import PERSONAL, PREFIX, personal
+from libs.common.secretbox import SecretBox
 from libs.common.timeutil import parse_rfc3339
 from services.ingest.verify import MAX_SEQ
 
 MAX_LIMIT = 100
+SEALED_MARK = PREFIX.encode()
 #: The largest seq PostgreSQL can hold (bigint); a larger one is a client error.
 DEFAULT_LIMIT = 25
 
@@ -231,15 +235,43 @@ def render(row: asyncpg.Record) -> dict[str, Any]:
     return event
 
 
+async def opened(
+    pool: asyncpg.Pool,
+    box: SecretBox | None,
+    workspace_id: str,
+    rows: Sequence[asyncpg.Record],
+) -> list[dict[str, Any]]:
+    """``render`` of each row, with ``personal`` where the event holds sealed fields.
+
+    ``personal`` gives each sealed field's readable value, or ``[erased]``
+    once its subject was erased (docs/privacy.md); the fields themselves
+    stay as hashed. One query fetches the page's keys.
+    """
+    events = [render(r) for r in rows]
+    if box is None:
+        return events
+    sealed = [e for e, r in zip(events, rows, strict=True) if SEALED_MARK in r["body"]]
+    if sealed:
+        keys = await subjects.keys_for_events(pool, box, workspace_id, sealed)
+        for event in sealed:
+            shown = personal(event, workspace_id, keys)
+            if shown is not None:
+                event[PERSONAL] = shown
+    return events
+
+
 async def list_events(
-    pool: asyncpg.Pool, workspace_id: str, params: Mapping[str, str]
+    pool: asyncpg.Pool,
+    workspace_id: str,
+    params: Mapping[str, str],
+    box: SecretBox | None = None,
 ) -> dict[str, Any]:
     sql, args, limit = build_query(workspace_id, params)
     rows = await pool.fetch(sql, *args)
     has_more = len(rows) > limit
     rows = rows[:limit]
     return {
-        "data": [render(r) for r in rows],
+        "data": await opened(pool, box, workspace_id, rows),
         "pagination": {
             "has_more": has_more,
             "next_cursor": next_cursor(rows[-1], params) if has_more else None,
@@ -247,7 +279,9 @@ async def list_events(
     }
 
 
-async def get_event(pool: asyncpg.Pool, workspace_id: str, event_id: str) -> dict[str, Any]:
+async def get_event(
+    pool: asyncpg.Pool, workspace_id: str, event_id: str, box: SecretBox | None = None
+) -> dict[str, Any]:
     try:
         row = await pool.fetchrow(
             "SELECT seq, body, hash, ip_country, ip_city FROM events"
@@ -259,4 +293,4 @@ async def get_event(pool: asyncpg.Pool, workspace_id: str, event_id: str) -> dic
         row = None
     if row is None:
         raise errors.not_found(f"no event {event_id} in this workspace")
-    return render(row)
+    return (await opened(pool, box, workspace_id, [row]))[0]

@@ -20,6 +20,7 @@ from starlette.requests import Request
 
 from libs.common import errors
 from libs.common.plans import Plan, effective
+from libs.common.sealing import Privacy
 from services.ingest.ratelimit import Limits
 from services.ingest.schemas import SchemaSet
 
@@ -34,6 +35,11 @@ class Tenant:
     schema_mode: str
     schemas: SchemaSet
     allowlist: tuple[Network, ...]
+    #: Personal fields sealed at ingest (docs/privacy.md); None: privacy off.
+    privacy: Privacy | None = None
+    #: Reads of the log recorded as admin.read.* events (docs/audited-reads.md);
+    #: None: never set, the deployment's default applies.
+    audit_reads: bool | None = None
 
     @property
     def limits(self) -> Limits:
@@ -110,7 +116,8 @@ class TenantCache:
     async def _load(self, workspace_id: str) -> Tenant:
         async with self.pool.acquire() as conn:
             ws = await conn.fetchrow(
-                "SELECT name, plan, limits_override, schema_mode FROM workspaces WHERE id = $1",
+                "SELECT name, plan, limits_override, schema_mode, privacy, audit_reads"
+                " FROM workspaces WHERE id = $1",
                 workspace_id,
             )
             if ws is None:
@@ -132,6 +139,8 @@ class TenantCache:
                 (r["action_pattern"], r["metadata_schema"]) for r in schemas
             ),
             allowlist=tuple(r["cidr"] for r in allow),
+            privacy=None if ws["privacy"] is None else Privacy.from_doc(_json(ws["privacy"])),
+            audit_reads=ws["audit_reads"],
         )
 
     def plan_of(self, plan_id: str, override: str | None) -> Plan:

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from libs.common import errors
-from libs.common.chain import ZERO_HASH, Verification, Verifier
+from libs.common.chain import ZERO_HASH, Held, Verification, Verifier, check_held
 
 MAX_SEQ = 2**63 - 1
 VERIFY_CHUNK = 20_000
@@ -60,6 +60,28 @@ async def _hash_at(conn: asyncpg.Connection, workspace_id: str, seq: int) -> str
         "SELECT hash FROM events WHERE workspace_id = $1 AND seq = $2", workspace_id, seq
     )
     return h.hex() if h is not None else None
+
+
+async def _held(conn: asyncpg.Connection, workspace_id: str, anchor_seq: int) -> Held:
+    """The held islands: rows a legal hold kept at or below the anchor (docs/legal-holds.md)."""
+    rows = await conn.fetch(
+        "SELECT seq, prev_hash, hash, body FROM events"
+        " WHERE workspace_id = $1 AND seq <= $2 ORDER BY seq",
+        workspace_id,
+        anchor_seq,
+    )
+    return check_held(workspace_id, [(r[0], r[1], r[2], r[3]) for r in rows])
+
+
+def _with_held(held: Held | None, result: Verification) -> dict[str, Any]:
+    """The walk's result, after the islands' breaks (which come first in seq order)."""
+    if held is None:
+        return result.as_dict()
+    joined = Verification(result.workspace_id, max_breaks=result.max_breaks)
+    for brk in held.breaks:
+        joined.add(brk)
+    joined.extend(result)
+    return joined.as_dict() | {"held": held.as_dict()}
 
 
 async def _walk(
@@ -137,6 +159,9 @@ async def verify(
     under ``anchor``. ``start`` (seq, hash), when given, is trusted instead
     of the stored row before ``from_seq``: a scheduled run resumes from
     the hash it verified last time.
+
+    Rows a legal hold kept at or below the anchor are checked on their own
+    and reported under ``held`` when the walk starts from the anchor.
     """
     to_seq = seq_param(params, "to_seq") or MAX_SEQ
     async with pool.acquire() as conn:
@@ -145,10 +170,12 @@ async def verify(
         )
         from_seq = seq_param(params, "from_seq") or 1
         prev: str | None
+        held: Held | None = None
         if start is not None and (anchor is None or start[0] >= anchor["seq"]):
             from_seq, prev = start[0] + 1, start[1]
         elif anchor is not None and (start is not None or from_seq <= anchor["seq"] + 1):
             from_seq, prev = anchor["seq"] + 1, anchor["hash"].hex()
+            held = await _held(conn, workspace_id, anchor["seq"])
         else:
             prev = await _hash_at(conn, workspace_id, from_seq - 1)
         top = await conn.fetchval(
@@ -169,7 +196,7 @@ async def verify(
             )
             if last >= from_seq:
                 await _walk(conn, verifier, workspace_id, from_seq, last, offload=True)
-            return verifier.result.as_dict() | anchored
+            return _with_held(held, verifier.result) | anchored
         mid = from_seq + (last - from_seq + 1) // 2
         prev_mid = await _hash_at(conn, workspace_id, mid - 1)
     loop = asyncio.get_running_loop()
@@ -183,4 +210,4 @@ async def verify(
         )
     )
     first.extend(second)
-    return first.as_dict() | anchored
+    return _with_held(held, first) | anchored

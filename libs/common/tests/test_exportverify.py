@@ -372,8 +372,9 @@ def test_archives_and_a_later_export_verify_as_one_chain(tmp_path: Path) -> None
     assert [(b.seq, b.type, b.detail) for b in res.breaks] == [
         (8, "gap", "seq 8 to 10 missing (3 rows)")
     ]
+    # An anchor at or past the first row: the rows up to it are held islands.
     res = verify_export([day2, export], anchor=Anchor(12, served[11][1]))
-    assert res.valid and "the anchor (seq 12) is not before the first row (seq 11)" in res.notes[0]
+    assert res.valid and (res.held, res.held_seqs, res.notes) == (2, [11, 12], [])
     # Files in the wrong order are rows out of order.
     res = verify_export([day2, day1])
     assert {b.type for b in res.breaks} == {"out_of_order"} and len(res.breaks) == 10
@@ -598,6 +599,35 @@ def test_standalone_names_the_tampered_line(tmp_path: Path, kind: str) -> None:
     assert done.returncode == 1
     assert f"{path}:{starts[29]}: seq 30: hash_mismatch" in done.stdout
     assert "VALID" not in done.stdout
+
+
+def test_held_islands_below_the_anchor(tmp_path: Path) -> None:
+    """An export after retention kept held events: islands, then the chain from the anchor."""
+    served = _chain(30)
+    kept = [served[2], served[3], served[8], *served[20:]]  # seqs 3, 4, 9, then 21..30
+    export, _ = _write(tmp_path, "csv", kept)
+    anchor = Anchor(20, served[19][1])
+    res = verify_export([export], anchor=anchor)
+    assert res.valid, res.report()
+    assert (res.held, res.held_seqs, res.rows_checked) == (3, [3, 4, 9], 13)
+    assert "held: 3 rows at or below the anchor" in res.report()
+    # Without the anchor the jumps are gaps; --filtered takes them as expected.
+    assert [b.type for b in verify_export([export]).breaks] == ["gap", "gap"]
+    assert verify_export([export], complete=False).valid
+    # An island is checked on its own, and linked to its neighbour island.
+    _tamper(kept, 2, actor_id="someone else")
+    _reseal(kept, 1, prev_hash="11" * 32)
+    broken, starts = _write(tmp_path, "jsonl", kept, name="broken")
+    res = verify_export([broken], anchor=anchor)
+    assert [(b.line, b.seq, b.type) for b in res.breaks] == [
+        (starts[1], 4, "chain_break"),
+        (starts[2], 9, "hash_mismatch"),
+    ]
+    # The first row past the islands links to the anchor, and a jump past it is a gap.
+    res = verify_export([export], anchor=Anchor(20, "cd" * 32))
+    assert [(b.seq, b.type, b.expected) for b in res.breaks] == [(21, "chain_break", "cd" * 32)]
+    res = verify_export([export], anchor=Anchor(19, served[18][1]))
+    assert [(b.seq, b.type) for b in res.breaks] == [(20, "gap")]
 
 
 def test_standalone_gaps_anchors_and_several_files(tmp_path: Path) -> None:

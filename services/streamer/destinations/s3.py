@@ -97,6 +97,21 @@ def check_bucket(c: Checker) -> None:
     c.url("endpoint_url", required=False, base=True)
 
 
+def check_prefix(c: Checker) -> None:
+    """``prefix``: the start of every object key (``chainlog/`` unless set)."""
+    prefix = c.raw.get("prefix", "chainlog/")
+    if not isinstance(prefix, str) or _PREFIX_RE.match(prefix) is None:
+        c.fail("prefix", "prefix must be letters, digits and _ . / = - (at most 512)")
+    elif (
+        prefix.startswith("/")
+        or "//" in prefix
+        or any(part in (".", "..") for part in prefix.split("/"))
+    ):
+        c.fail("prefix", "prefix must not start with '/' or hold empty, '.' or '..' parts")
+    else:
+        c.out["prefix"] = prefix
+
+
 def bucket_url(config: Mapping[str, Any]) -> str:
     """The bucket's URL: keys are appended to it."""
     bucket = str(config["bucket"])
@@ -158,17 +173,7 @@ class S3:
     def validate(self, config: object) -> tuple[dict[str, Any], Violations]:
         c = Checker(config, (*BUCKET_KEYS, "prefix", *FORMAT_KEYS))
         check_bucket(c)
-        prefix = c.raw.get("prefix", "chainlog/")
-        if not isinstance(prefix, str) or _PREFIX_RE.match(prefix) is None:
-            c.fail("prefix", "prefix must be letters, digits and _ . / = - (at most 512)")
-        elif (
-            prefix.startswith("/")
-            or "//" in prefix
-            or any(part in (".", "..") for part in prefix.split("/"))
-        ):
-            c.fail("prefix", "prefix must not start with '/' or hold empty, '.' or '..' parts")
-        else:
-            c.out["prefix"] = prefix
+        check_prefix(c)
         c.record_format()
         return c.out, c.violations
 

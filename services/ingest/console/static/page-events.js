@@ -1,7 +1,7 @@
 // Events: the explorer (filters in the URL hash, cursor paging), one event's
 // detail, and a session's timeline.
 import { query } from './api.js';
-import { announce, code, errorBox, eventDetail, eventsTable, group, h, makeForm, notice, pager, when } from './ui.js';
+import { announce, code, errorBox, eventDetail, eventsTable, group, h, makeForm, notice, pager, readable, when } from './ui.js';
 
 const COUNTRY = (v) => (/^[A-Za-z]{2}$/.test(v) ? null : 'ip_country must be a two-letter ISO 3166 country code');
 
@@ -114,9 +114,9 @@ export async function session(ctx) {
     events.length
       ? h('ol', { class: 'timeline' }, events.map((e) => h('li', {},
         h('p', { class: 'when' }, when(e.occurred_at || e.received_at), h('span', { class: 'muted' }, ` · seq ${e.seq}`)),
-        h('p', {}, eventLink(e), ' by ', e.actor_name ? `${e.actor_name} (${e.actor_id})` : e.actor_id,
+        h('p', {}, eventLink(e), ' by ', e.actor_name ? `${readable(e, 'actor_name')} (${e.actor_id})` : e.actor_id,
           e.resource ? [' on ', [e.resource, e.resource_id].filter(Boolean).join(' / ')] : null),
-        e.ip_address ? h('p', { class: 'muted' }, code(e.ip_address), e.ip_country ? ` ${[e.ip_country, e.ip_city].filter(Boolean).join(' · ')}` : '') : null)))
+        e.ip_address ? h('p', { class: 'muted' }, code(readable(e, 'ip_address')), e.ip_country ? ` ${[e.ip_country, e.ip_city].filter(Boolean).join(' · ')}` : '') : null)))
       : notice('No event has this session_id.'));
 }
 

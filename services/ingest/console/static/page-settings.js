@@ -230,7 +230,7 @@ export const keys = (ctx) => crud(ctx, {
   ],
   fields: [
     { name: 'name', label: 'Name', required: true, check: maxLen(200, 'name') },
-    { name: 'scopes', label: 'Scopes', type: 'multi', required: true, def: ['ingest'], options: [['ingest', 'ingest: send events'], ['read', 'read: query, verify, export'], ['admin', 'admin: manage the workspace']] },
+    { name: 'scopes', label: 'Scopes', type: 'multi', required: true, def: ['ingest'], options: [['ingest', 'ingest: send events'], ['read', 'read: query, verify, export'], ['admin', 'admin: manage the workspace'], ['auditor', 'auditor: read, verify, export; nothing else (alone)']] },
   ],
   deleteLabel: 'Revoke',
   canDelete: (r) => !r.revoked_at,
@@ -247,7 +247,7 @@ export const members = (ctx) => crud(ctx, {
   columns: [['Email', (r) => r.email], ['Role', (r) => r.role], ['Added', (r) => when(r.created_at)]],
   fields: [
     { name: 'email', label: 'Email', type: 'email', required: true, fixed: true, check: (v) => (/^[^@\s<>,;"]+@[^@\s<>,;"]+$/.test(v) && v.length <= 254 ? null : 'email must be an email address') },
-    { name: 'role', label: 'Role', type: 'select', options: [['viewer', 'viewer'], ['admin', 'admin'], ['owner', 'owner']] },
+    { name: 'role', label: 'Role', type: 'select', options: [['viewer', 'viewer'], ['auditor', 'auditor'], ['admin', 'admin'], ['owner', 'owner']] },
   ],
   toBody: (b, editing) => (editing ? { role: b.role } : b),
   deleteLabel: 'Remove',

@@ -290,11 +290,15 @@ export function makeForm({ groups, submitLabel, onSubmit, buttons, cls = 'form',
 
 // ---- events -------------------------------------------------------------------
 
+// A sealed personal field reads as its opened value, or [erased] (docs/privacy.md).
+export const readable = (e, k) => (e.personal && k in e.personal ? e.personal[k] : e[k]);
+const actorOf = (e) => (e.actor_name ? `${readable(e, 'actor_name')} (${e.actor_id})` : e.actor_id);
+
 const COLUMNS = {
   seq: ['Seq', (e) => String(e.seq ?? '')],
   time: ['Time', (e) => when(e.occurred_at || e.received_at)],
   action: ['Action'],
-  actor: ['Actor', (e) => (e.actor_name ? `${e.actor_name} (${e.actor_id})` : e.actor_id)],
+  actor: ['Actor', actorOf],
   resource: ['Resource', (e) => [e.resource, e.resource_id].filter(Boolean).join(' / ')],
   tenant: ['Tenant', (e) => e.tenant_id],
   country: ['Country', (e) => [e.ip_country, e.ip_city].filter(Boolean).join(' · ')],
@@ -318,7 +322,7 @@ export function eventsTable(events, open, { columns = Object.keys(COLUMNS), capt
 const FIRST = ['id', 'action', 'action_category', 'occurred_at', 'received_at', 'actor_id', 'actor_name', 'actor_type',
   'resource', 'resource_id', 'resource_name', 'tenant_id', 'session_id', 'ip_address', 'ip_country', 'ip_city',
   'user_agent', 'idempotency_key', 'version', 'schema_violation', 'workspace_id'];
-const APART = ['seq', 'hash', 'prev_hash', 'metadata', 'targets'];
+const APART = ['seq', 'hash', 'prev_hash', 'metadata', 'targets', 'personal'];
 const shown = (v) => v !== undefined && v !== null;
 
 // Every field of one event: its place in the chain first, then the fields,
@@ -332,6 +336,9 @@ export function eventDetail(e, level = 2) {
     h(hx, {}, 'Fields'),
     dl(keys.map((k) => [k, k.endsWith('_at') ? h('span', {}, code(e[k]), ' ', h('span', { class: 'muted' }, `(${fmtTime(e[k])})`))
       : typeof e[k] === 'object' ? JSON.stringify(e[k]) : String(e[k])])),
+    e.personal ? [h(hx, {}, 'Personal fields'),
+      h('p', { class: 'muted' }, 'Sealed in the chain under the subject\'s key; shown opened, or [erased] once the subject was erased.'),
+      dl(Object.entries(e.personal).map(([k, v]) => [k, String(v)]))] : null,
     ['metadata', 'targets'].filter((k) => shown(e[k])).map((k) => [
       h(hx, {}, k === 'metadata' ? 'Metadata' : 'Targets'),
       h('pre', { class: 'json', tabindex: '0' }, JSON.stringify(e[k], null, 2))]));

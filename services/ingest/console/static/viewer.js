@@ -1,7 +1,7 @@
 // The tenant viewer: one tenant's events, read-only, with the viewer token
 // from the page's address. Made to be framed; it links nowhere else.
 import { fileName, fmtTime, request } from './api.js';
-import { announce, errorBox, eventDetail, eventsTable, group, h, makeForm, notice, pager } from './ui.js';
+import { announce, errorBox, eventDetail, eventsTable, group, h, makeForm, notice, pager, readable } from './ui.js';
 
 const token = new URLSearchParams(location.search).get('token');
 const main = document.getElementById('main');
@@ -28,7 +28,7 @@ function fail(err) {
 
 function openDetail(e, opener) {
   const back = h('button', { type: 'button' }, '← Back to the list');
-  const heading = h('h2', { tabindex: '-1' }, `${e.action} by ${e.actor_name || e.actor_id}`);
+  const heading = h('h2', { tabindex: '-1' }, `${e.action} by ${readable(e, 'actor_name') || e.actor_id}`);
   const view = h('section', { class: 'detail-view' }, back, heading, eventDetail(e, 3));
   back.addEventListener('click', () => {
     view.remove();
