@@ -33,6 +33,7 @@ def _events(subject: str, marker: str, n: int, ip: str) -> list[dict[str, Any]]:
             "actor_id": subject,
             "actor_name": f"Name {marker}",
             "action": "document.read",
+            "tenant_id": "acme",
             "ip_address": ip,
             "user_agent": f"agent/{marker}",
             "metadata": {"email": f"{marker}@example.com", "plan": "pro", "i": i},
@@ -243,6 +244,22 @@ async def test_erased_subject_verifies_and_leaves_no_plaintext(
         assert kept.encode() in data  # the other subject reads (the personal column)
         checked = verify_export(path)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    # So does the tenant viewer's CSV (what a customer downloads from the embedded log).
+    minted = await api.post(
+        "/api/v1/viewer-tokens", json={"tenant_id": "acme", "ttl": 600}, headers=ws.headers
+    )
+    assert minted.status_code == 201, minted.text
+    viewer = {"Authorization": f"Bearer {minted.json()['token']}"}
+    r = await api.get("/api/v1/viewer/events.csv", headers=viewer)
+    assert r.status_code == 200, r.text
+    assert r.content.split(b"\r\n", 1)[0].endswith(b",personal")
+    assert gone.encode() not in r.content and b"[erased]" in r.content
+    assert kept.encode() in r.content
+    shown = tmp_path / "viewer.csv"
+    shown.write_bytes(r.content)
+    checked = verify_export(shown, extra=("--filtered",))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
     # Retention archives everything now: the archive verifies and holds no plaintext.
     await admin_db.execute(

@@ -449,7 +449,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scope, noted = await viewer(request)
         params = console_api.scoped_params(scope, request.query_params)
         stream = console_api.viewer_csv(
-            state["pool"], scope, params, lambda rows: noted("viewer_csv", params, rows)
+            state["pool"],
+            scope,
+            params,
+            lambda rows: noted("viewer_csv", params, rows),
+            box=state["secrets"],
         )
         first = await anext(stream)  # a bad filter is a 422 before the 200
         return StreamingResponse(

@@ -33,7 +33,7 @@ import asyncpg
 import orjson
 
 from libs.common import errors
-from libs.common.exportformat import CSV_COLUMNS, csv_cells
+from libs.common.exportformat import CSV_COLUMNS, PERSONAL_COLUMN, csv_cells
 from libs.common.secretbox import SecretBox
 from libs.common.timeutil import format_ts
 from services.ingest import query
@@ -256,6 +256,7 @@ async def viewer_csv(
     scope: ViewerScope,
     params: Mapping[str, str],
     counted: Callable[[int], None] | None = None,
+    box: SecretBox | None = None,
 ) -> AsyncIterator[bytes]:
     """The newest ``CSV_MAX_ROWS`` events the viewer shows, as CSV in the export columns.
 
@@ -284,12 +285,20 @@ async def viewer_csv(
         cursor = query.next_cursor(rows[size - 1], page)
     if counted is not None:
         counted(taken)
+    # Sealed personal fields (docs/privacy.md): one more column, as in an export.
+    sealed = box is not None and any(query.SEALED_MARK in r["body"] for c in chunks for r in c)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow([*CSV_COLUMNS, PERSONAL_COLUMN] if sealed else CSV_COLUMNS)
     yield buffer.getvalue().encode()
     for rows in reversed(chunks):
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows(csv_cells(query.render(r)) for r in reversed(rows))
+        events = await query.opened(pool, box if sealed else None, scope.workspace_id, rows)
+        for e in reversed(events):
+            cells = csv_cells(e)
+            if sealed:
+                shown = e.get(PERSONAL_COLUMN)
+                cells.append(orjson.dumps(shown).decode() if shown else "")
+            writer.writerow(cells)
         yield buffer.getvalue().encode()
