@@ -67,6 +67,8 @@ CSV_COLUMNS = EVENT_COLUMNS + DERIVED_COLUMNS
 #: The last column (CSV) or key (JSON Lines) of a file holding sealed fields:
 #: their readable values, or ``[erased]`` (docs/privacy.md). Not hashed.
 PERSONAL_COLUMN = "personal"
+#: Every key served next to a hashed event and not part of it.
+NOT_HASHED = (*DERIVED_COLUMNS, PERSONAL_COLUMN)
 
 INTEGER_COLUMNS = frozenset({"seq", "version"})
 JSON_COLUMNS = frozenset({"targets", "metadata"})
@@ -167,9 +169,8 @@ def event_from_csv(row: dict[str, str]) -> tuple[dict[str, Any], str]:
 def event_from_line(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The hashed event and the claimed hash of one JSON Lines record."""
     event = doc.copy()  # and pop: far faster than a comprehension over every key
-    for name in DERIVED_COLUMNS:
+    for name in NOT_HASHED:
         event.pop(name, None)
-    event.pop(PERSONAL_COLUMN, None)
     claimed = doc.get("hash")
     return event, claimed if isinstance(claimed, str) else ""
 

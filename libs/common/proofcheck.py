@@ -33,10 +33,8 @@ from libs.common.checkpoint import (
     VerifierKey,
     open_checkpoint,
 )
+from libs.common.exportformat import NOT_HASHED
 from libs.common.merkle import HASH_SIZE, event_leaf_hash, verify_consistency, verify_inclusion
-
-#: Served next to an event and not hashed (docs/hash-chain.md).
-NOT_HASHED = ("hash", "ip_country", "ip_city", "personal")
 
 Code = Literal[
     "signed",

@@ -46,12 +46,13 @@ NONCE_BYTES = 12
 #: Top-level event fields that may be declared personal.
 SEALABLE_FIELDS = ("actor_name", "ip_address", "user_agent", "resource_name")
 DEFAULT_FIELDS = ("actor_name", "ip_address", "user_agent")
-#: Served next to a sealed event, not hashed: each sealed field's readable value or ERASED.
-PERSONAL = "personal"
 
-_SEALED = re.compile(
-    r"enc:v1:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):([A-Za-z0-9_-]+)\Z"
-)
+#: The bytes every sealed value starts with: a cheap test of a stored body or file line.
+MARK = PREFIX.encode()
+_KID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+_SEALED = re.compile(PREFIX + _KID + r":([A-Za-z0-9_-]+)\Z")
+#: The key id of each sealed value in a run of bytes (an export file's line).
+KIDS_IN_BYTES = re.compile(MARK + _KID.encode() + b":")
 
 
 class SealError(ValueError):

@@ -27,6 +27,11 @@ def format_ts(dt: datetime) -> str:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+def format_ts_or_none(dt: datetime | None) -> str | None:
+    """``format_ts``, or None for a timestamp not set (a nullable column)."""
+    return None if dt is None else format_ts(dt)
+
+
 def format_epoch_us(epoch_us: int) -> str:
     secs, micros = divmod(epoch_us, 1_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{micros:06d}Z"

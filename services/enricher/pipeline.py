@@ -30,7 +30,7 @@ from libs.common.settings import Settings
 from services.enricher.geo import Locator
 
 #: A record holding a sealed address (docs/privacy.md): its key is read to geolocate it.
-SEALED_IP = b'"ip_address":"' + sealing.PREFIX.encode()
+SEALED_IP = b'"ip_address":"' + sealing.MARK
 
 
 def geolocate(

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import csv
 import io
-import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import asyncpg
 import orjson
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from libs.common import kafka, secretbox, subjects
+from libs.common import kafka, sealing, secretbox, subjects
 from libs.common.exportformat import (
     DERIVED_COLUMNS,
     EVENT_COLUMNS,
@@ -48,8 +47,6 @@ from services.exporter.jobs import LeasedJobs, Output, Written
 from services.ingest.query import EXPORT_FILTERS, filter_clauses
 
 CHUNK = 1 << 20
-SEALED_MARK = b"enc:v1:"
-_KID = re.compile(rb"enc:v1:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):")
 #: Past the pool's 60-second statement timeout: a large export takes longer.
 JOB_TIMEOUT_S = 3600.0
 
@@ -217,8 +214,8 @@ def _sealed_kids(path: Path) -> set[str]:
     found: set[str] = set()
     with open(path, "rb") as f:
         for line in f:
-            if SEALED_MARK in line:
-                found.update(m.decode() for m in _KID.findall(line))
+            if sealing.MARK in line:
+                found.update(m.decode() for m in sealing.KIDS_IN_BYTES.findall(line))
     return found
 
 
@@ -248,7 +245,7 @@ def _rewrite_personal(
         else:
             with open(path, "rb") as f:
                 for line in f:
-                    if SEALED_MARK in line:
+                    if sealing.MARK in line:
                         shown = personal(orjson.loads(line), workspace_id, keys)
                         if shown:
                             line = b"%s,%s:%s}\n" % (

@@ -36,7 +36,7 @@ from libs.common.packformat import PackMeta, checkpoint_file, json_bytes, write_
 from libs.common.secretbox import SecretBox
 from libs.common.settings import Settings
 from libs.common.storage import Storage
-from libs.common.timeutil import format_ts, now_ts
+from libs.common.timeutil import format_ts, format_ts_or_none, now_ts
 from services.exporter.exports import write_export
 from services.exporter.jobs import LeasedJobs, NotReady, Output, Written
 from services.ingest import alerts_api, exports_api, manage, proofs_api, streams_api
@@ -280,7 +280,10 @@ async def _rules(pool: asyncpg.Pool, period: Period) -> dict[str, Any]:
         *_bounds(period),
     )
     return {
-        "data": [{**alerts_api.render_rule(r), "deleted_at": _ts(r["deleted_at"])} for r in rows]
+        "data": [
+            {**alerts_api.render_rule(r), "deleted_at": format_ts_or_none(r["deleted_at"])}
+            for r in rows
+        ]
     }
 
 
@@ -306,7 +309,10 @@ async def _streams(pool: asyncpg.Pool, period: Period) -> dict[str, Any]:
     )
     return {
         "as_of": now_ts(),
-        "data": [{**streams_api.render(r), "deleted_at": _ts(r["deleted_at"])} for r in rows],
+        "data": [
+            {**streams_api.render(r), "deleted_at": format_ts_or_none(r["deleted_at"])}
+            for r in rows
+        ],
     }
 
 
@@ -318,7 +324,3 @@ async def _access(pool: asyncpg.Pool, workspace_id: str) -> dict[str, Any]:
         "members": (await manage.list_members(pool, workspace_id))["data"],
         "ip_allowlist": (await manage.list_allowlist(pool, workspace_id))["data"],
     }
-
-
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else format_ts(value)

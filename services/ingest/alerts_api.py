@@ -22,7 +22,7 @@ from libs.common import errors
 from libs.common.plans import Plan, enforce
 from libs.common.secretbox import SecretBox
 from libs.common.ssrf import UnsafeDestination, check_url, check_url_syntax
-from libs.common.timeutil import format_ts, parse_rfc3339, uuid7
+from libs.common.timeutil import format_ts, format_ts_or_none, parse_rfc3339, uuid7
 from services.alerter.delivery import alert_document
 from services.alerter.rules import RULE_TYPES, validate_conditions
 from services.alerter.rules.base import ConditionsInvalid
@@ -505,7 +505,7 @@ async def list_alerts(
                 "next_attempt_at": format_ts(d["next_attempt_at"])
                 if d["status"] == "pending"
                 else None,
-                "delivered_at": None if d["delivered_at"] is None else format_ts(d["delivered_at"]),
+                "delivered_at": format_ts_or_none(d["delivered_at"]),
                 "last_status": d["last_status"],
                 "last_error": d["last_error"],
             }

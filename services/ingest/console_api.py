@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from libs.common import errors
+from libs.common import errors, sealing
 from libs.common.exportformat import CSV_COLUMNS, PERSONAL_COLUMN, csv_cells
 from libs.common.secretbox import SecretBox
 from libs.common.timeutil import format_ts
@@ -286,7 +286,7 @@ async def viewer_csv(
     if counted is not None:
         counted(taken)
     # Sealed personal fields (docs/privacy.md): one more column, as in an export.
-    sealed = box is not None and any(query.SEALED_MARK in r["body"] for c in chunks for r in c)
+    sealed = box is not None and any(sealing.MARK in r["body"] for c in chunks for r in c)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([*CSV_COLUMNS, PERSONAL_COLUMN] if sealed else CSV_COLUMNS)

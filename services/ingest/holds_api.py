@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from libs.common import errors, holds
-from libs.common.timeutil import format_ts, uuid7
+from libs.common.timeutil import format_ts, format_ts_or_none, uuid7
 from services.ingest.manage import Change, bad, parse_uuid
 
 FIELDS = ("name", "filter", "reason")
@@ -76,7 +76,7 @@ def render(r: asyncpg.Record) -> dict[str, Any]:
         "active": r["released_at"] is None,
         "created_by": r["created_by"],
         "created_at": format_ts(r["created_at"]),
-        "released_at": None if r["released_at"] is None else format_ts(r["released_at"]),
+        "released_at": format_ts_or_none(r["released_at"]),
         "released_by": r["released_by"],
         "release_reason": r["release_reason"],
     }

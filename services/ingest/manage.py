@@ -21,7 +21,7 @@ import orjson
 
 from libs.common import errors, keys
 from libs.common.plans import Plan, enforce, to_dict
-from libs.common.timeutil import format_ts, uuid7
+from libs.common.timeutil import format_ts_or_none, uuid7
 from services.ingest.schemas import validate_schema_definition
 from services.ingest.tenancy import within
 
@@ -59,10 +59,6 @@ def parse_uuid(text: Any) -> str | None:
         return None
 
 
-def _ts(value: Any) -> str | None:
-    return None if value is None else format_ts(value)
-
-
 # -- API keys --------------------------------------------------------------------
 
 
@@ -72,9 +68,9 @@ def render_key(r: asyncpg.Record) -> dict[str, Any]:
         "name": r["name"],
         "prefix": r["prefix"],
         "scopes": list(r["scopes"]),
-        "created_at": _ts(r["created_at"]),
-        "last_used_at": _ts(r["last_used_at"]),
-        "revoked_at": _ts(r["revoked_at"]),
+        "created_at": format_ts_or_none(r["created_at"]),
+        "last_used_at": format_ts_or_none(r["last_used_at"]),
+        "revoked_at": format_ts_or_none(r["revoked_at"]),
     }
 
 
@@ -137,7 +133,11 @@ async def revoke_key(conn: asyncpg.Connection, workspace_id: str, key_id: str) -
 
 
 def render_member(r: asyncpg.Record) -> dict[str, Any]:
-    return {"email": r["email"], "role": r["role"], "created_at": _ts(r["created_at"])}
+    return {
+        "email": r["email"],
+        "role": r["role"],
+        "created_at": format_ts_or_none(r["created_at"]),
+    }
 
 
 async def list_members(pool: asyncpg.Pool, workspace_id: str) -> dict[str, Any]:
@@ -244,7 +244,7 @@ def render_entry(r: asyncpg.Record) -> dict[str, Any]:
         "id": str(r["id"]),
         "cidr": str(r["cidr"]),
         "description": r["description"],
-        "created_at": _ts(r["created_at"]),
+        "created_at": format_ts_or_none(r["created_at"]),
     }
 
 
@@ -355,7 +355,7 @@ async def workspace_document(
         "plan": to_dict(plan),
         "schema_mode": row["schema_mode"],
         "audit_reads": audit_reads_default if audit_reads is None else audit_reads,
-        "created_at": _ts(row["created_at"]),
+        "created_at": format_ts_or_none(row["created_at"]),
     }
 
 
@@ -438,8 +438,8 @@ def render_schema(r: asyncpg.Record) -> dict[str, Any]:
         "metadata_schema": None
         if r["metadata_schema"] is None
         else orjson.loads(r["metadata_schema"]),
-        "created_at": _ts(r["created_at"]),
-        "updated_at": _ts(r["updated_at"]),
+        "created_at": format_ts_or_none(r["created_at"]),
+        "updated_at": format_ts_or_none(r["updated_at"]),
     }
 
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from libs.common import errors
 from libs.common.packformat import CONTROLS
-from libs.common.timeutil import format_ts, parse_rfc3339, uuid7
+from libs.common.timeutil import format_ts, format_ts_or_none, parse_rfc3339, uuid7
 from services.ingest.exports_api import (
     check_running,
     download_url,
@@ -123,17 +123,13 @@ def render(r: asyncpg.Record, public_url: str, now: datetime) -> dict[str, Any]:
         "sha256": r["sha256"],
         "download_url": url,
         "created_at": format_ts(r["created_at"]),
-        "started_at": _ts(r["started_at"]),
-        "completed_at": _ts(r["completed_at"]),
-        "expires_at": _ts(r["expires_at"]),
+        "started_at": format_ts_or_none(r["started_at"]),
+        "completed_at": format_ts_or_none(r["completed_at"]),
+        "expires_at": format_ts_or_none(r["expires_at"]),
         "expired": expired,
         "error": r["error"],
         "requested_by": r["requested_by"],
     }
-
-
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else format_ts(value)
 
 
 async def get(

@@ -17,13 +17,13 @@ import asyncpg
 import orjson
 
 from libs.common import errors, subjects
-from libs.common.sealing import PERSONAL, PREFIX, personal
+from libs.common.exportformat import PERSONAL_COLUMN
+from libs.common.sealing import MARK, personal
 from libs.common.secretbox import SecretBox
 from libs.common.timeutil import parse_rfc3339
 from services.ingest.verify import MAX_SEQ
 
 MAX_LIMIT = 100
-SEALED_MARK = PREFIX.encode()
 #: The largest seq PostgreSQL can hold (bigint); a larger one is a client error.
 DEFAULT_LIMIT = 25
 
@@ -250,13 +250,13 @@ async def opened(
     events = [render(r) for r in rows]
     if box is None:
         return events
-    sealed = [e for e, r in zip(events, rows, strict=True) if SEALED_MARK in r["body"]]
+    sealed = [e for e, r in zip(events, rows, strict=True) if MARK in r["body"]]
     if sealed:
         keys = await subjects.keys_for_events(pool, box, workspace_id, sealed)
         for event in sealed:
             shown = personal(event, workspace_id, keys)
             if shown is not None:
-                event[PERSONAL] = shown
+                event[PERSONAL_COLUMN] = shown
     return events
 
 

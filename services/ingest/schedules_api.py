@@ -19,7 +19,6 @@ a schedule; its runs not yet delivered are cancelled.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -31,7 +30,7 @@ from libs.common.periods import CADENCES
 from libs.common.secretbox import SecretBox
 from libs.common.ssrf import UnsafeDestination, check_endpoint
 from libs.common.storage import S3Storage
-from libs.common.timeutil import format_ts, uuid7
+from libs.common.timeutil import format_ts, format_ts_or_none, uuid7
 from services.ingest import exports_api, packs_api
 from services.ingest.manage import Change, bad, parse_uuid
 from services.streamer.destinations.checks import Checker
@@ -210,10 +209,6 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str) else value
 
 
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else format_ts(value)
-
-
 def render(r: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": str(r["id"]),
@@ -225,8 +220,8 @@ def render(r: asyncpg.Record) -> dict[str, Any]:
         "enabled": r["disabled_at"] is None,
         "created_by": r["created_by"],
         "created_at": format_ts(r["created_at"]),
-        "disabled_at": _ts(r["disabled_at"]),
-        "last_period_end": _ts(r["last_period_end"]),
+        "disabled_at": format_ts_or_none(r["disabled_at"]),
+        "last_period_end": format_ts_or_none(r["last_period_end"]),
         "next_run_at": None if r["disabled_at"] else format_ts(r["next_run_at"]),
     }
 
@@ -242,12 +237,14 @@ def render_run(r: asyncpg.Record, kind: str) -> dict[str, Any]:
         f"{kind}_id": str(r["job_id"]),
         "status": r["status"],
         "attempts": r["attempts"],
-        "next_attempt_at": _ts(r["next_attempt_at"]) if r["status"] == "pending" else None,
+        "next_attempt_at": format_ts_or_none(r["next_attempt_at"])
+        if r["status"] == "pending"
+        else None,
         "object_key": r["object_key"],
         "sha256": r["sha256"],
         "last_error": r["last_error"],
         "created_at": format_ts(r["created_at"]),
-        "delivered_at": _ts(r["delivered_at"]),
+        "delivered_at": format_ts_or_none(r["delivered_at"]),
     }
 
 

@@ -22,7 +22,7 @@ from libs.common.patterns import check_pattern
 from libs.common.plans import Plan, enforce
 from libs.common.secretbox import SecretBox
 from libs.common.ssrf import GuardedTransport, UnsafeDestination, check_endpoint
-from libs.common.timeutil import format_ts, now_ts, uuid7
+from libs.common.timeutil import format_ts, format_ts_or_none, now_ts, uuid7
 from services.alerter.webhook import new_endpoint_secret
 from services.ingest.manage import Change, bad, parse_uuid
 from services.streamer.destinations import DESTINATIONS
@@ -145,7 +145,7 @@ def render(r: asyncpg.Record) -> dict[str, Any]:
         "enabled": r["enabled"],
         "status": r["status"] if r["enabled"] else "disabled",
         "last_error": r["last_error"],
-        "last_error_at": None if r["last_error_at"] is None else format_ts(r["last_error_at"]),
+        "last_error_at": format_ts_or_none(r["last_error_at"]),
         "consecutive_failures": r["consecutive_failures"],
         "cursor": {"last_seq": r["last_seq"] or 0, "delivered": r["delivered"] or 0},
         "created_at": format_ts(r["created_at"]),

@@ -267,9 +267,11 @@ async def test_groups_being_written_count_against_the_cap() -> None:
     audit, _, clock, registry, _ = make(max_groups=1)
     read = audit.reader(WS, ALICE, None)
     gate = asyncio.Event()
+    writing = asyncio.Event()
     original = audit.recorder.record
 
     async def slow(*args: Any, **kwargs: Any) -> str:
+        writing.set()
         await gate.wait()
         return await original(*args, **kwargs)
 
@@ -277,7 +279,7 @@ async def test_groups_being_written_count_against_the_cap() -> None:
     read("events", {"action": "a"}, 1)
     clock.now += 60
     flushing = asyncio.create_task(audit.flush())
-    await asyncio.sleep(0)
+    await writing.wait()  # the flush holds the group while it writes it
     read("events", {"action": "b"}, 1)
     assert dropped(registry, "full") == 1
     gate.set()
